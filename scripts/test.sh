@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Runs airlock's whole test suite, as CI does:
+#   1. installs the Debian packages it needs (scripts/setup.sh),
+#   2. builds with warnings as errors,
+#   3. fetches the guest kernel and builds the guest images,
+#   4. runs the unit and proxy tests natively,
+#   5. runs the KVM tests on real KVM through scripts/kvm-run (natively where /dev/kvm works,
+#      otherwise in the nested QEMU runner) — they are never skipped,
+#   6. rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs unit and proxy tests.
+# Ends with one line "N passed, N failed" and a non-zero status if anything failed.
+# Environment: BUILD_DIR (default build), ASAN_BUILD_DIR (default build-asan), SKIP_ASAN=1,
+# SKIP_KVM=1 (for quick local runs only; CI never sets them).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD_DIR=${BUILD_DIR:-$ROOT/build}
+ASAN_BUILD_DIR=${ASAN_BUILD_DIR:-$ROOT/build-asan}
+JOBS=${JOBS:-$(nproc)}
+LOG_DIR=$BUILD_DIR/test-logs
+passed=0
+failed=0
+failures=()
+
+step() { printf '\n==== %s ====\n' "$*"; }
+
+# count_ctest LOG: adds the "N tests failed out of M" figures of a ctest log to the totals.
+count_ctest() {
+  local log=$1 line total nfail
+  line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1)
+  if [ -z "$line" ]; then
+    if grep -q 'No tests were found' "$log"; then return 1; fi
+    return 1
+  fi
+  total=$(sed -E 's/.*out of ([0-9]+).*/\1/' <<<"$line")
+  nfail=$(sed -E 's/.* ([0-9]+) tests? failed.*/\1/' <<<"$line")
+  passed=$((passed + total - nfail))
+  failed=$((failed + nfail))
+}
+
+# run_ctest NAME BUILD_DIR LABEL [WRAPPER...]
+run_ctest() {
+  local name=$1 dir=$2 label=$3
+  shift 3
+  local log=$LOG_DIR/$name.log
+  step "$name: ctest -L $label"
+  (cd "$dir" && "$@" ctest -L "^${label}\$" --output-on-failure --no-tests=error -j "$JOBS" \
+     --timeout 600) 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  if ! count_ctest "$log"; then
+    echo "$name: ctest printed no summary (rc=$rc)"
+    failed=$((failed + 1))
+    failures+=("$name (no tests ran)")
+    return
+  fi
+  [ "$rc" -eq 0 ] || failures+=("$name")
+}
+
+step "setup"
+./scripts/setup.sh || { echo "setup failed"; exit 1; }
+
+step "build ($BUILD_DIR)"
+cmake -S . -B "$BUILD_DIR" -G Ninja -DAIRLOCK_WERROR=ON >/dev/null || exit 1
+ninja -C "$BUILD_DIR" -j "$JOBS" || { echo "build failed"; exit 1; }
+mkdir -p "$LOG_DIR"
+
+step "guest kernel and images"
+./scripts/fetch-kernel.sh || { echo "fetch-kernel failed"; exit 1; }
+./scripts/build-initramfs.sh || { echo "build-initramfs failed"; exit 1; }
+if [ -x scripts/build-sandbox-image.sh ]; then
+  BUILD_DIR="$BUILD_DIR" ./scripts/build-sandbox-image.sh || { echo "build-sandbox-image failed"; exit 1; }
+fi
+
+run_ctest unit "$BUILD_DIR" unit
+run_ctest proxy "$BUILD_DIR" proxy
+
+if [ "${SKIP_KVM:-0}" != 1 ]; then
+  # KVM tests run one at a time: each boots VMs and the nested runner has 2 vCPUs.
+  JOBS=1 run_ctest kvm "$BUILD_DIR" kvm "$ROOT/scripts/kvm-run" --
+fi
+
+if [ "${SKIP_ASAN:-0}" != 1 ]; then
+  step "sanitizer build ($ASAN_BUILD_DIR)"
+  cmake -S . -B "$ASAN_BUILD_DIR" -G Ninja -DAIRLOCK_WERROR=ON -DCMAKE_BUILD_TYPE=Debug \
+    -DAIRLOCK_SANITIZE=address,undefined >/dev/null || exit 1
+  # Only what the unit and proxy tests need.
+  targets=$(ninja -C "$ASAN_BUILD_DIR" -t targets all 2>/dev/null |
+            grep -oE '^(tests/(proxy/)?(unit|proxy)_[A-Za-z0-9_]+|bin/airlock-proxy):' | tr -d ':' |
+            sort -u)
+  ninja -C "$ASAN_BUILD_DIR" -j "$JOBS" $targets || { echo "sanitizer build failed"; exit 1; }
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  mkdir -p "$ASAN_BUILD_DIR/test-logs"
+  LOG_DIR=$ASAN_BUILD_DIR/test-logs run_ctest asan-unit "$ASAN_BUILD_DIR" unit
+  LOG_DIR=$ASAN_BUILD_DIR/test-logs run_ctest asan-proxy "$ASAN_BUILD_DIR" proxy
+fi
+
+echo
+if [ ${#failures[@]} -gt 0 ]; then echo "failed groups: ${failures[*]}"; fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ ${#failures[@]} -eq 0 ]
