@@ -45,7 +45,14 @@ class Queue {
   uint64_t desc_table = 0;
   uint64_t avail_ring = 0;
   uint64_t used_ring = 0;
-  bool event_idx = false;  // VIRTIO_F_RING_EVENT_IDX negotiated
+  bool event_idx = false;      // VIRTIO_RING_F_EVENT_IDX negotiated
+  bool indirect_desc = false;  // VIRTIO_RING_F_INDIRECT_DESC negotiated
+
+  // The largest queue size the split ring allows (virtio 1.2 §2.7).
+  static constexpr uint16_t kMaxQueueSize = 32768;
+  // Indirect tables may exceed the queue size (Linux does so for big scatter lists); this
+  // bounds them instead.
+  static constexpr uint32_t kMaxIndirectEntries = 1024;
 
   // Checks the configured addresses and size against memory (called at DRIVER_OK / ready).
   Status validate(const GuestMemory& mem) const;
@@ -61,7 +68,8 @@ class Queue {
   // Whether the driver wants an interrupt for the used entries added since the last call
   // (honours VIRTQ_AVAIL_F_NO_INTERRUPT or used_event).
   bool should_notify(const GuestMemory& mem);
-  // Tells the driver whether to kick us (VIRTQ_USED_F_NO_NOTIFY or avail_event).
+  // Tells the driver whether to kick us (VIRTQ_USED_F_NO_NOTIFY or avail_event). After
+  // enabling, check available() again: the driver may have added a chain in between.
   void set_notification(const GuestMemory& mem, bool enabled);
   // Number of chains available right now (0 on a broken ring).
   uint16_t available(const GuestMemory& mem) const;
@@ -71,6 +79,10 @@ class Queue {
   uint16_t next_used_ = 0;
   uint16_t signalled_used_ = 0;
   bool signalled_valid_ = false;
+  bool notification_enabled_ = true;
+
+  Status walk_indirect(const GuestMemory& mem, uint64_t table, uint32_t table_len,
+                       DescriptorChain& chain) const;
 };
 
 // Copies between host buffers and the guest buffers of a chain, bounds-checked.
