@@ -188,6 +188,9 @@ Result<std::optional<DescriptorChain>> Queue::pop(const GuestMemory& mem) {
     index = d.next;
   }
   ++next_avail_;
+  // Keep avail_event current even for a device that stops popping before the ring is empty.
+  if (event_idx && notification_enabled_)
+    (void)store_word(mem, used_ring + kRingHeader + kUsedElemSize * size, next_avail_);
   return std::optional<DescriptorChain>(std::move(chain));
 }
 

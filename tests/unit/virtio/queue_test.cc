@@ -381,3 +381,139 @@ TEST_CASE("indirect descriptor tables") {
 }
 
 }  // namespace airlock::virtio
+
+namespace airlock::virtio {
+
+TEST_CASE("ChainReader and ChainWriter copy across descriptor boundaries") {
+  GuestMemory mem = make_memory();
+  MockDriver drv(mem, 8);
+  Queue q = make_queue();
+  drv.configure(q);
+  REQUIRE(mem.write(kData, "abc", 3).ok());
+  REQUIRE(mem.write(kData + 0x100, "defg", 4).ok());
+  REQUIRE(mem.write(kData + 0x200, "hij", 3).ok());
+  drv.add_and_publish({{kData, 3, false},
+                       {kData + 0x300, 0, false},  // empty buffers are skipped
+                       {kData + 0x100, 4, false},
+                       {kData + 0x200, 3, false},
+                       {kData + 0x1000, 2, true},
+                       {kData + 0x2000, 5, true}});
+  DescriptorChain chain = pop_one(q, mem);
+
+  ChainReader reader(mem, chain);
+  CHECK(reader.remaining() == 10);
+  char part[6] = {};
+  auto n = reader.read(part, 5);
+  REQUIRE(n.ok());
+  CHECK(n.value() == 5);
+  CHECK(std::string(part, 5) == "abcde");
+  char rest[16] = {};
+  CHECK_FALSE(reader.read_exact(rest, 6).ok());  // only 5 left
+  n = reader.read(rest, sizeof rest);            // short read at the end
+  REQUIRE(n.ok());
+  CHECK(n.value() == 5);
+  CHECK(std::string(rest, 5) == "fghij");
+  CHECK(reader.remaining() == 0);
+
+  ChainWriter writer(mem, chain);
+  CHECK(writer.remaining() == 7);
+  CHECK_FALSE(writer.write_exact("12345678", 8).ok());
+  CHECK(writer.written() == 0);  // write_exact refuses before copying anything
+  auto w = writer.write("123456789", 9);
+  REQUIRE(w.ok());
+  CHECK(w.value() == 7);
+  CHECK(writer.written() == 7);
+  CHECK(writer.remaining() == 0);
+  char out[8] = {};
+  REQUIRE(mem.read(kData + 0x1000, out, 2).ok());
+  REQUIRE(mem.read(kData + 0x2000, out + 2, 5).ok());
+  CHECK(std::string(out, 7) == "1234567");
+  char after = 0;
+  REQUIRE(mem.read(kData + 0x2005, &after, 1).ok());
+  CHECK(after == 0);  // nothing written past the buffer
+}
+
+TEST_CASE("add_used refuses a head outside the queue") {
+  GuestMemory mem = make_memory();
+  MockDriver drv(mem, 8);
+  Queue q = make_queue();
+  drv.configure(q);
+  CHECK(q.add_used(mem, 8, 0).code() == Errc::internal);
+  CHECK(drv.used_idx() == 0);
+}
+
+TEST_CASE("without EVENT_IDX, notification suppression uses the ring flags") {
+  GuestMemory mem = make_memory();
+  MockDriver drv(mem, 8);
+  Queue q = make_queue();
+  drv.configure(q);
+
+  drv.set_avail_flags(VRING_AVAIL_F_NO_INTERRUPT);
+  CHECK_FALSE(q.should_notify(mem));
+  drv.set_avail_flags(0);
+  CHECK(q.should_notify(mem));
+
+  q.set_notification(mem, false);
+  CHECK(drv.used_flags() == VRING_USED_F_NO_NOTIFY);
+  q.set_notification(mem, true);
+  CHECK(drv.used_flags() == 0);
+}
+
+TEST_CASE("with EVENT_IDX, used_event and avail_event drive suppression") {
+  GuestMemory mem = make_memory();
+  MockDriver drv(mem, 8);
+  Queue q = make_queue();
+  drv.configure(q, /*event_idx=*/true);
+  REQUIRE(q.validate(mem).ok());
+
+  // Flags are ignored under EVENT_IDX.
+  drv.set_avail_flags(VRING_AVAIL_F_NO_INTERRUPT);
+  auto complete = [&] {
+    DescriptorChain c = pop_one(q, mem);
+    REQUIRE(q.add_used(mem, c.head, 0).ok());
+  };
+  drv.set_used_event(0);
+  for (int i = 0; i < 6; ++i) drv.add_and_publish({{kData, 8, true}});
+
+  complete();                         // used idx 0 -> 1
+  CHECK(q.should_notify(mem));        // crossed used_event 0
+  complete();                         // 1 -> 2
+  CHECK_FALSE(q.should_notify(mem));  // used_event 0 already passed
+  drv.set_used_event(3);
+  complete();  // 2 -> 3
+  CHECK_FALSE(q.should_notify(mem));
+  complete();  // 3 -> 4: passes used_event 3
+  CHECK(q.should_notify(mem));
+  CHECK_FALSE(q.should_notify(mem));  // nothing new since
+
+  // Each pop tells the driver to kick once it moves past what was consumed.
+  CHECK(drv.avail_event() == 4);
+  q.set_notification(mem, false);
+  pop_one(q, mem);
+  CHECK(drv.avail_event() == 4);  // no longer moved while disabled
+  q.set_notification(mem, true);
+  CHECK(drv.avail_event() == 5);
+  CHECK(drv.used_flags() == 0);  // flags untouched under EVENT_IDX
+}
+
+TEST_CASE("reset forgets the ring state but keeps the device maximum") {
+  GuestMemory mem = make_memory();
+  MockDriver drv(mem, 8);
+  Queue q = make_queue(64);
+  drv.configure(q, true, true);
+  drv.add_and_publish({{kData, 8, true}});
+  pop_one(q, mem);
+  q.reset();
+  CHECK(q.max_size == 64);
+  CHECK_FALSE(q.ready);
+  CHECK(q.size == 0);
+  CHECK_FALSE(q.event_idx);
+  CHECK_FALSE(q.indirect_desc);
+  // A fresh driver on the same queue starts again at index 0.
+  MockDriver fresh(mem, 8, 0x20000);
+  fresh.configure(q);
+  const uint16_t head = fresh.add_and_publish({{kData, 4, true}});
+  CHECK(pop_one(q, mem).head == head);
+}
+
+}  // namespace airlock::virtio
