@@ -68,9 +68,9 @@ Result<Target> parse_authority(std::string_view authority, uint16_t default_port
 struct HostPattern {
   enum class Kind { exact_name, wildcard_suffix, ip_literal };
   Kind kind = Kind::exact_name;
-  std::string name;             // exact name, or the suffix without "*." for wildcards
-  std::optional<IpAddress> ip;  // for ip_literal
-  std::optional<uint16_t> port; // none: any port
+  std::string name;              // exact name, or the suffix without "*." for wildcards
+  std::optional<IpAddress> ip;   // for ip_literal
+  std::optional<uint16_t> port;  // none: any port
 
   std::string to_string() const;  // canonical rule text
 };
