@@ -53,10 +53,10 @@ Result<Tap> create_tap(const std::string& name) {
 Result<Tap> adopt_tap(UniqueFd fd) {
   if (!fd) return Status(Errc::invalid_argument, "tap fd is not open");
   ifreq ifr{};
-  if (::ioctl(fd.get(), TUNGETIFF, &ifr) != 0) {
-    Status st = errno_status("TUNGETIFF");
-    return st.prefix("the fd given as a tap is not an attached tun/tap device");
-  }
+  if (::ioctl(fd.get(), TUNGETIFF, &ifr) != 0)
+    return Status(Errc::invalid_argument,
+                  "the fd given as a tap is not an attached tun/tap device (TUNGETIFF: " +
+                      errno_status("").message().substr(2) + ")");
   const int need = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
   if ((ifr.ifr_flags & need) != need)
     return Status(Errc::invalid_argument,
