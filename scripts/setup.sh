@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev clang-format
   linux-libc-dev libfmt-dev android-libboringssl-dev node-llhttp doctest-dev
   # guest kernel, test initramfs, nested KVM runner
-  busybox-static cpio gzip xz-utils zstd kmod qemu-system-x86 apt-utils dpkg-dev
+  busybox-static cpio gzip xz-utils zstd kmod qemu-system-x86 apt-utils dpkg-dev e2fsprogs
   # real clients and servers for tests
   curl python3 python3-pytest python3-requests nodejs iproute2 openssl
   # peers for benchmarks
