@@ -48,6 +48,10 @@ class AuditLog {
 
   void record(const AuditEvent& event) noexcept;
 
+  // Per-host counters cover at most kMaxHosts names; later names count under kOtherHosts.
+  static constexpr size_t kMaxHosts = 4096;
+  static constexpr const char* kOtherHosts = "(other hosts)";
+
   std::map<std::string, uint64_t> requests_per_host() const;
   std::map<std::string, HostCounters> host_counters() const;
   uint64_t events() const { return events_.load(std::memory_order_relaxed); }
