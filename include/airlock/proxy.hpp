@@ -83,6 +83,9 @@ struct ListenerSpec {
   std::string address = "127.0.0.1:0";  // "ip:port"; port 0 picks one
   int fd = -1;  // or an already bound, listening socket (e.g. made inside a sandbox's netns);
                 // the proxy takes ownership
+  // Transparent modes: the upstream port clients meant to reach (0: 443 for transparent_https,
+  // 80 for transparent_http). Explicit mode ignores it (CONNECT and URLs carry the port).
+  uint16_t upstream_port = 0;
 };
 
 struct ProxyLimits {
