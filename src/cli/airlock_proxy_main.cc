@@ -2,7 +2,7 @@
 // VMs. Secret values are never taken on the command line (they would show in ps and shell
 // history): --secret NAME=ENV_VAR@hosts reads the value from the environment variable ENV_VAR.
 //
-//   airlock-proxy --listen 127.0.0.1:3128 --allow api.example.test \
+//   airlock-proxy --listen 127.0.0.1:3128 --allow api.example.test
 //       --secret OPENAI_API_KEY=REAL_KEY_VAR@api.example.test --ca-out /tmp/ca.pem
 //
 // Prints one line per listener ("listen <mode> <ip:port>") and per secret ("placeholder NAME
