@@ -638,6 +638,8 @@ int Agent::run() {
 }  // namespace
 
 int serve_connection(int fd) {
+  // Commands must not inherit the connection (the host would miss the agent's death).
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
   Agent agent(fd);
   return agent.run();
 }
