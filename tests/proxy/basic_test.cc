@@ -33,3 +33,138 @@ TEST_CASE("CONNECT to a host outside allow_net gets 403 naming the host") {
   CHECK(events[0].decision == AuditEvent::Decision::denied);
   CHECK(events[0].method == "CONNECT");
 }
+
+TEST_CASE("wildcard rules match subdomains only") {
+  ProxyOptions o;
+  o.allow_net = {"*.wild.example.test"};
+  ProxyFixture f(std::move(o));
+  CHECK(status_of(f.curl({}, f.url("a.wild.example.test", "/echo"))) == 200);
+  auto r = f.curl({}, f.url("api.example.test", "/echo"));
+  CHECK(r.exit_code != 0);
+  CHECK(r.err.find("403") != std::string::npos);
+}
+
+TEST_CASE("port rules: only the named port is allowed") {
+  ProxyOptions o;
+  o.allow_net = {"api.example.test:1"};  // the upstream is never on port 1
+  ProxyFixture f(std::move(o));
+  auto r = f.curl({}, f.url("api.example.test", "/echo"));
+  CHECK(r.exit_code != 0);
+  CHECK(r.err.find("403") != std::string::npos);
+}
+
+TEST_CASE("a host:port rule with the upstream's port is allowed") {
+  // The port is only known after the upstream starts, so start it first, then the proxy.
+  TempDir dir;
+  TestPki pki(dir);
+  Upstream up(&pki);
+  ProxyOptions o;
+  o.allow_net = {"api.example.test:" + std::to_string(up.port())};
+  o.resolve_override["api.example.test"] = "127.0.0.1";
+  o.extra_ca_files = {pki.ca_cert};
+  auto p = Proxy::start(std::move(o));
+  REQUIRE(p.ok());
+  std::string ca = dir.file("proxy-ca.pem");
+  write_text(ca, (*p)->ca_pem());
+  auto r = run({"curl", "-sS", "--max-time", "10", "-x", "http://" + (*p)->listen_addresses()[0],
+                "--cacert", ca, "-o", "/dev/null", "-w", "%{http_code}",
+                "https://api.example.test:" + std::to_string(up.port()) + "/echo"},
+               std::chrono::seconds(20));
+  CHECK(r.out == "200");
+  (*p)->stop();
+}
+
+TEST_CASE("plain HTTP through the explicit proxy (absolute-form)") {
+  ProxyOptions o;
+  o.allow_net = {"api.example.test"};
+  ProxyFixture f(std::move(o), /*tls_upstream=*/false);
+  auto r = f.curl({}, f.url("api.example.test", "/echo?q=2", false));
+  INFO(r.err);
+  CHECK(status_of(r) == 200);
+  CHECK(body_of(r).find("\"path\": \"/echo?q=2\"") != std::string::npos);
+  // The Host the upstream saw is the connection identity.
+  CHECK(body_of(r).find("[\"Host\", \"api.example.test:" + std::to_string(f.upstream->port())) !=
+        std::string::npos);
+  auto blocked = f.curl({}, f.url("blocked.example.test", "/echo", false));
+  CHECK(status_of(blocked) == 403);
+  CHECK(body_of(blocked).find("blocked.example.test") != std::string::npos);
+}
+
+TEST_CASE("transparent HTTPS is routed by SNI") {
+  ProxyOptions o;
+  o.allow_net = {"api.example.test"};
+  o.listeners = {ListenerSpec{ListenMode::transparent_https, "127.0.0.1:0", -1}};
+  ProxyFixture f(std::move(o));
+  std::string port = std::to_string(f.upstream->port());
+  auto curl = [&](const std::string& host) {
+    return run({"curl", "-sS", "--max-time", "10", "--noproxy", "*", "--cacert", f.proxy_ca,
+                "--connect-to", host + ":" + port + ":127.0.0.1:" + port_of(f.proxy_addr), "-w",
+                "\n%{http_code}", "https://" + host + ":" + port + "/echo"},
+               std::chrono::seconds(20));
+  };
+  auto r = curl("api.example.test");
+  INFO(r.err);
+  CHECK(status_of(r) == 200);
+  auto blocked = curl("blocked.example.test");
+  CHECK(status_of(blocked) == 403);
+}
+
+TEST_CASE("transparent HTTP is routed by Host") {
+  ProxyOptions o;
+  o.allow_net = {"api.example.test"};
+  o.listeners = {ListenerSpec{ListenMode::transparent_http, "127.0.0.1:0", -1}};
+  ProxyFixture f(std::move(o), false);
+  std::string port = std::to_string(f.upstream->port());
+  auto r = run({"curl", "-sS", "--max-time", "10", "--noproxy", "*", "--connect-to",
+                "api.example.test:" + port + ":127.0.0.1:" + port_of(f.proxy_addr), "-w",
+                "\n%{http_code}", "http://api.example.test:" + port + "/echo"},
+               std::chrono::seconds(20));
+  INFO(r.err);
+  CHECK(status_of(r) == 200);
+}
+
+TEST_CASE("keep-alive: several requests on one intercepted connection") {
+  ProxyOptions o;
+  o.allow_net = {"api.example.test"};
+  ProxyFixture f(std::move(o));
+  auto r = f.curl({}, f.url("api.example.test", "/echo?n=[1-3]"));
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  auto events = f.audit.wait_for(3);
+  REQUIRE(events.size() == 3);
+  CHECK(events[0].connection_id == events[2].connection_id);
+  CHECK(events[2].path == "/echo?n=3");
+}
+
+TEST_CASE("response framing: chunked, HEAD, 204, 304, large bodies") {
+  ProxyOptions o;
+  o.allow_net = {"api.example.test"};
+  ProxyFixture f(std::move(o));
+  auto chunked = f.curl({}, f.url("api.example.test", "/chunked?n=100000&c=7"));
+  CHECK(status_of(chunked) == 200);
+  CHECK(body_of(chunked) == std::string(100000, 'y'));
+  auto head = f.curl({"-I"}, f.url("api.example.test", "/bytes?n=1234"));
+  CHECK(head.out.find("Content-Length: 1234") != std::string::npos);
+  CHECK(status_of(f.curl({}, f.url("api.example.test", "/status?code=204"))) == 204);
+  CHECK(status_of(f.curl({}, f.url("api.example.test", "/status?code=304"))) == 304);
+  auto big = f.curl({"-o", f.dir.file("big")}, f.url("api.example.test", "/bytes?n=5000000"));
+  CHECK(status_of(big) == 200);
+  CHECK(std::filesystem::file_size(f.dir.file("big")) == 5000000);
+}
+
+TEST_CASE("request bodies: Content-Length, chunked, Expect: 100-continue") {
+  ProxyOptions o;
+  o.allow_net = {"api.example.test"};
+  ProxyFixture f(std::move(o));
+  auto cl = f.curl({"--data-binary", "hello body"}, f.url("api.example.test", "/echo"));
+  CHECK(body_of(cl).find("\"body\": \"hello body\"") != std::string::npos);
+  auto ch = f.curl({"-H", "Transfer-Encoding: chunked", "--data-binary", "chunky"},
+                   f.url("api.example.test", "/echo"));
+  CHECK(body_of(ch).find("\"body\": \"chunky\"") != std::string::npos);
+  std::string big(300000, 'b');
+  write_text(f.dir.file("body"), big);
+  auto expect = f.curl({"-H", "Expect: 100-continue", "--data-binary", "@" + f.dir.file("body")},
+                       f.url("api.example.test", "/echo"));
+  CHECK(status_of(expect) == 200);
+  CHECK(body_of(expect).find(big) != std::string::npos);
+}

@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -307,6 +309,67 @@ inline int status_of(const CommandResult& r) {
 inline std::string body_of(const CommandResult& r) {
   size_t nl = r.out.rfind('\n');
   return nl == std::string::npos ? r.out : r.out.substr(0, nl);
+}
+
+}  // namespace airlock::test
+
+namespace airlock::test {
+
+// A plain TCP client for raw HTTP bytes (smuggling, slow clients).
+class RawClient {
+ public:
+  explicit RawClient(const std::string& address) {
+    size_t colon = address.rfind(':');
+    sockaddr_in sin{};
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+    inet_pton(AF_INET, address.substr(0, colon).c_str(), &sin.sin_addr);
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd_ >= 0);
+    REQUIRE(connect(fd_, reinterpret_cast<sockaddr*>(&sin), sizeof sin) == 0);
+  }
+  ~RawClient() {
+    if (fd_ >= 0) close(fd_);
+  }
+  void send_all(const std::string& data) {
+    size_t off = 0;
+    while (off < data.size()) {
+      ssize_t n = ::send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) return;
+      off += static_cast<size_t>(n);
+    }
+  }
+  // Reads until the peer closes or `timeout` passes; `closed` tells which.
+  std::string read_until_close(std::chrono::milliseconds timeout, bool* closed = nullptr) {
+    std::string out;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        if (closed) *closed = false;
+        return out;
+      }
+      pollfd pfd{fd_, POLLIN, 0};
+      if (poll(&pfd, 1, static_cast<int>(left.count())) <= 0) continue;
+      char buf[65536];
+      ssize_t n = recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) {
+        if (closed) *closed = true;
+        return out;
+      }
+      out.append(buf, static_cast<size_t>(n));
+    }
+  }
+  int fd() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+};
+
+inline int response_status(const std::string& response) {
+  if (response.rfind("HTTP/1.", 0) != 0 || response.size() < 12) return -1;
+  return std::atoi(response.c_str() + 9);
 }
 
 }  // namespace airlock::test
