@@ -1,0 +1,42 @@
+// Loads a guest kernel into guest memory: a bzImage through the 64-bit boot protocol
+// (Documentation/arch/x86/boot.rst), or an uncompressed ELF vmlinux whose PT_LOAD segments go
+// to their physical addresses (no decompression inside the guest: the fast path).
+// Pure functions over bytes and GuestMemory; every malformed image is an Errc::bad_image with a
+// message saying what is wrong. Threads: any.
+#pragma once
+
+#include <asm/bootparam.h>
+
+#include <cstdint>
+#include <span>
+
+#include "airlock/status.hpp"
+#include "memory/guest_memory.h"
+
+namespace airlock::x86 {
+
+enum class KernelFormat { bzimage, elf };
+
+struct LoadedKernel {
+  KernelFormat format = KernelFormat::bzimage;
+  uint64_t entry = 0;     // guest-physical 64-bit entry point
+  uint64_t load_addr = 0; // lowest guest-physical byte written
+  uint64_t end = 0;       // one past the highest byte the kernel will use (incl. init_size)
+  // The setup header to copy into boot_params: the image's own for a bzImage, a minimal one
+  // for an ELF vmlinux.
+  setup_header header{};
+};
+
+// Validates a bzImage setup header without touching guest memory. `image` is the whole file.
+Status validate_bzimage(std::span<const uint8_t> image);
+
+// Loads a bzImage or an ELF vmlinux (detected by magic) into `mem`. `ram_end` bounds the
+// kernel: everything it needs must lie below it (low RAM, below the MMIO hole).
+Result<LoadedKernel> load_kernel(const GuestMemory& mem, std::span<const uint8_t> image,
+                                 uint64_t ram_end);
+Result<LoadedKernel> load_bzimage(const GuestMemory& mem, std::span<const uint8_t> image,
+                                  uint64_t ram_end);
+Result<LoadedKernel> load_elf(const GuestMemory& mem, std::span<const uint8_t> image,
+                              uint64_t ram_end);
+
+}  // namespace airlock::x86

@@ -1,0 +1,590 @@
+#include "vmm/machine.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "arch/x86_64/acpi.h"
+#include "arch/x86_64/boot_params.h"
+#include "arch/x86_64/cpu_state.h"
+#include "arch/x86_64/cpuid.h"
+#include "arch/x86_64/kernel_loader.h"
+#include "arch/x86_64/layout.h"
+#include "arch/x86_64/page_tables.h"
+#include "arch/x86_64/segments.h"
+#include "base/fd.h"
+#include "base/log.h"
+#include "devices/i8042.h"
+#include "devices/serial.h"
+#include "kvm/kvm.h"
+#include "virtio/mmio.h"
+#include "vmm/vcpu_exit.h"
+
+namespace airlock::vmm {
+
+namespace {
+
+constexpr const char* kLog = "vmm";
+constexpr uint64_t kMaxKernelBytes = 512ull << 20;
+constexpr uint64_t kMaxInitramfsBytes = 1ull << 30;
+constexpr uint64_t kVirtioMmioQueueNotify = 0x50;  // VIRTIO_MMIO_QUEUE_NOTIFY
+
+// A read-only private mapping of a whole file.
+class MappedFile {
+ public:
+  static Result<MappedFile> open(const std::string& path, const char* what, uint64_t max_bytes) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      Status st = errno_status(err, fmt::format("{} {}", what, path));
+      return st;
+    }
+    UniqueFd owned(fd);
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return errno_status(fmt::format("stat {} {}", what, path));
+    if (!S_ISREG(st.st_mode))
+      return Status(Errc::invalid_argument, fmt::format("{} {} is not a regular file", what, path));
+    if (st.st_size == 0) return Status(Errc::bad_image, fmt::format("{} {} is empty", what, path));
+    if (static_cast<uint64_t>(st.st_size) > max_bytes)
+      return Status(Errc::bad_image, fmt::format("{} {} is too large ({} MiB)", what, path,
+                                                 st.st_size >> 20));
+    void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) return errno_status(fmt::format("mmap {} {}", what, path));
+    MappedFile f;
+    f.data_ = static_cast<uint8_t*>(p);
+    f.size_ = static_cast<size_t>(st.st_size);
+    return f;
+  }
+  MappedFile() = default;
+  MappedFile(MappedFile&& o) noexcept
+      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  MappedFile& operator=(MappedFile&&) = delete;
+  ~MappedFile() {
+    if (data_) ::munmap(data_, size_);
+  }
+  std::span<const uint8_t> bytes() const { return {data_, size_}; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+void install_kick_handler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = [](int) {};  // only to make KVM_RUN return EINTR
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART
+    ::sigaction(Machine::kick_signal(), &sa, nullptr);
+  });
+}
+
+struct VirtioSlot {
+  std::unique_ptr<virtio::MmioTransport> transport;
+  uint64_t base = 0;
+  uint32_t irq = 0;
+  UniqueFd irq_fd;
+  std::vector<UniqueFd> queue_fds;
+};
+
+}  // namespace
+
+const char* exit_reason_name(ExitInfo::Reason reason) {
+  switch (reason) {
+    case ExitInfo::Reason::reboot:
+      return "reboot";
+    case ExitInfo::Reason::shutdown:
+      return "shutdown";
+    case ExitInfo::Reason::stopped:
+      return "stopped";
+    case ExitInfo::Reason::error:
+      return "error";
+  }
+  return "unknown";
+}
+
+std::string default_cmdline(bool quiet) {
+  // reboot=k: reboot through the i8042 (ends the machine); panic=-1: reboot at once on panic;
+  // 8250.nr_uarts=1 and pci=off skip probing hardware that is not there.
+  std::string s = "console=ttyS0 reboot=k panic=-1 8250.nr_uarts=1 pci=off i8042.noaux i8042.nomux";
+  if (quiet) s += " quiet";
+  return s;
+}
+
+int Machine::kick_signal() { return SIGRTMIN; }
+
+struct Machine::Impl {
+  MachineConfig config;
+  kvm::Kvm kvm;
+  std::optional<kvm::VmFd> vm;
+  GuestMemory memory;
+  std::vector<kvm::VcpuFd> vcpus;
+  x86::LoadedKernel kernel;
+  uint64_t initrd_addr = 0;
+  uint64_t initrd_size = 0;
+  std::string cmdline;
+
+  std::unique_ptr<devices::Serial> serial;
+  std::unique_ptr<devices::I8042> i8042;
+  std::vector<VirtioSlot> virtio;
+
+  // Lifecycle.
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  bool started = false;
+  std::optional<ExitInfo> exit;
+  std::atomic<bool> stop_requested{false};
+  std::vector<std::thread> vcpu_threads;
+  std::vector<pthread_t> vcpu_handles;
+  std::thread event_thread;
+  UniqueFd stop_fd;
+  std::mutex join_mu;
+
+  // Console.
+  mutable std::mutex console_mu;
+  std::string console;
+
+  ~Impl() {
+    finish(ExitInfo{ExitInfo::Reason::stopped, "machine destroyed", {}});
+    join_all();
+    for (auto& slot : virtio)
+      if (slot.transport) slot.transport->shutdown();
+  }
+
+  bool on_vcpu_thread() const {
+    auto self = pthread_self();
+    for (auto& h : vcpu_handles)
+      if (pthread_equal(h, self)) return true;
+    return false;
+  }
+
+  // Records the first end of the machine and tells every thread to stop.
+  void finish(ExitInfo info) {
+    {
+      std::lock_guard lock(mu);
+      if (!exit) {
+        if (info.reason == ExitInfo::Reason::error)
+          AIRLOCK_LOG_WARN(kLog, "machine ends with error: {}", info.status.to_string());
+        exit = std::move(info);
+      }
+    }
+    stop_requested.store(true);
+    for (auto& v : vcpus) v.set_immediate_exit(true);
+    {
+      std::lock_guard lock(mu);
+      for (auto& h : vcpu_handles) ::pthread_kill(h, kick_signal());
+    }
+    signal_eventfd(stop_fd.get());
+    cv.notify_all();
+  }
+
+  void join_all() {
+    if (on_vcpu_thread()) return;  // a vCPU cannot join itself; the owner joins later
+    std::lock_guard lock(join_mu);
+    // A vCPU may be just between checking the flag and KVM_RUN when kicked: immediate_exit
+    // covers that, and we kick again while joining in case a signal landed too early.
+    for (size_t i = 0; i < vcpu_threads.size(); ++i) {
+      if (!vcpu_threads[i].joinable()) continue;
+      vcpu_threads[i].join();
+    }
+    if (event_thread.joinable()) event_thread.join();
+  }
+
+  void console_bytes(std::string_view bytes) {
+    {
+      std::lock_guard lock(console_mu);
+      console.append(bytes);
+      size_t limit = config.console_buffer_limit;
+      if (console.size() > limit) console.erase(0, console.size() - limit);
+    }
+    if (config.on_console) config.on_console(bytes);
+  }
+
+  // ---- buses ----
+
+  void io_in(uint16_t port, uint8_t* data, uint32_t size) {
+    if (port >= devices::Serial::kCom1Base && port < devices::Serial::kCom1Base + 8 && size == 1) {
+      data[0] = serial->read(static_cast<uint16_t>(port - devices::Serial::kCom1Base));
+      return;
+    }
+    if ((port == devices::I8042::kDataPort || port == devices::I8042::kCommandPort) && size == 1) {
+      data[0] = i8042->read(port);
+      return;
+    }
+    std::memset(data, 0xff, size);  // nothing there: the bus floats high
+  }
+
+  void io_out(uint16_t port, const uint8_t* data, uint32_t size) {
+    if (port >= devices::Serial::kCom1Base && port < devices::Serial::kCom1Base + 8 && size == 1) {
+      serial->write(static_cast<uint16_t>(port - devices::Serial::kCom1Base), data[0]);
+      return;
+    }
+    if ((port == devices::I8042::kDataPort || port == devices::I8042::kCommandPort) && size == 1) {
+      i8042->write(port, data[0]);
+      return;
+    }
+  }
+
+  VirtioSlot* mmio_slot(uint64_t addr, uint32_t len) {
+    if (addr < x86::kVirtioMmioBase) return nullptr;
+    uint64_t index = (addr - x86::kVirtioMmioBase) / x86::kVirtioMmioSize;
+    if (index >= virtio.size()) return nullptr;
+    VirtioSlot& s = virtio[index];
+    if (addr + len > s.base + x86::kVirtioMmioSize) return nullptr;
+    return &s;
+  }
+
+  // Debug aid: where a vCPU was when its thread ended.
+  void log_vcpu_state(size_t index) {
+    if (!log_enabled(LogLevel::debug)) return;
+    auto regs = vcpus[index].get_regs();
+    auto sregs = vcpus[index].get_sregs();
+    if (!regs.ok() || !sregs.ok()) return;
+    AIRLOCK_LOG_DEBUG(kLog, "vCPU {} ends at rip={:#x} rsp={:#x} rcx={:#x} rdi={:#x} cr0={:#x} cr3={:#x} cr4={:#x} efer={:#x}",
+                      index, regs->rip, regs->rsp, regs->rcx, regs->rdi, sregs->cr0, sregs->cr3, sregs->cr4, sregs->efer);
+  }
+
+  void run_vcpu(size_t index) {
+    run_vcpu_loop(index);
+    log_vcpu_state(index);
+  }
+
+  void run_vcpu_loop(size_t index) {
+    kvm::VcpuFd& vcpu = vcpus[index];
+    kvm_run* run = vcpu.run_struct();
+    size_t run_size = static_cast<size_t>(kvm.vcpu_mmap_size().value_or(sizeof(kvm_run)));
+    while (!stop_requested.load()) {
+      Status st = vcpu.run();
+      if (!st.ok()) {
+        if (st.code() == Errc::cancelled) continue;  // kicked, or a stray signal
+        finish(ExitInfo{ExitInfo::Reason::error, st.message(), st});
+        return;
+      }
+      VcpuExit e = decode_exit(run, run_size);
+      using K = VcpuExit::Kind;
+      switch (e.kind) {
+        case K::io_in:
+          for (uint32_t i = 0; i < e.count; ++i)
+            io_in(static_cast<uint16_t>(e.address), e.data + i * e.size, e.size);
+          break;
+        case K::io_out:
+          for (uint32_t i = 0; i < e.count; ++i)
+            io_out(static_cast<uint16_t>(e.address), e.data + i * e.size, e.size);
+          break;
+        case K::mmio_read:
+          if (VirtioSlot* s = mmio_slot(e.address, e.size))
+            s->transport->read(e.address - s->base, e.data, e.size);
+          else
+            std::memset(e.data, 0xff, e.size);
+          break;
+        case K::mmio_write:
+          if (VirtioSlot* s = mmio_slot(e.address, e.size))
+            s->transport->write(e.address - s->base, e.data, e.size);
+          break;
+        case K::reset:
+          finish(ExitInfo{ExitInfo::Reason::reboot, "guest reset the machine", {}});
+          return;
+        case K::shutdown:
+          finish(ExitInfo{ExitInfo::Reason::shutdown, e.message, {}});
+          return;
+        case K::error: {
+          Status err(Errc::protocol, fmt::format("vCPU {}: {}", index, e.message));
+          finish(ExitInfo{ExitInfo::Reason::error, err.message(), err});
+          return;
+        }
+        case K::hlt:
+        case K::interrupted:
+        case K::ignore:
+          break;
+      }
+    }
+  }
+
+  void run_events(int epfd) {
+    UniqueFd ep(epfd);
+    epoll_event events[16];
+    while (!stop_requested.load()) {
+      int n = ::epoll_wait(ep.get(), events, 16, -1);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        Status st = errno_status("epoll_wait");
+        finish(ExitInfo{ExitInfo::Reason::error, st.message(), st});
+        return;
+      }
+      for (int i = 0; i < n; ++i) {
+        uint64_t tag = events[i].data.u64;
+        if (tag == UINT64_MAX) return;  // stop eventfd
+        size_t dev = tag >> 32;
+        uint32_t queue = static_cast<uint32_t>(tag);
+        if (dev >= virtio.size() || queue >= virtio[dev].queue_fds.size()) continue;
+        drain_eventfd(virtio[dev].queue_fds[queue].get());
+        virtio[dev].transport->notify(queue);
+      }
+    }
+  }
+
+  Status setup_vm() {
+    AIRLOCK_ASSIGN_OR_RETURN(kvm::VmFd created, kvm.create_vm());
+    vm.emplace(std::move(created));
+    AIRLOCK_RETURN_IF_ERROR(vm->set_identity_map_addr(x86::kKvmIdentityMapAddr));
+    AIRLOCK_RETURN_IF_ERROR(vm->set_tss_addr(x86::kKvmTssAddr));
+    AIRLOCK_RETURN_IF_ERROR(vm->create_irqchip());
+    AIRLOCK_RETURN_IF_ERROR(vm->create_pit2(KVM_PIT_SPEAKER_DUMMY));
+    uint32_t slot = 0;
+    for (const auto& r : memory.regions())
+      AIRLOCK_RETURN_IF_ERROR(vm->set_user_memory_region(slot++, r.guest_addr, r.size, r.host));
+    return ok_status();
+  }
+
+  Status setup_vcpus() {
+    AIRLOCK_ASSIGN_OR_RETURN(auto supported, kvm.supported_cpuid());
+    AIRLOCK_ASSIGN_OR_RETURN(uint64_t cr3, x86::write_identity_page_tables(memory));
+    AIRLOCK_RETURN_IF_ERROR(x86::write_gdt(memory));
+    bool tsc_deadline = kvm.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+    for (unsigned i = 0; i < config.vcpus; ++i) {
+      AIRLOCK_ASSIGN_OR_RETURN(kvm::VcpuFd vcpu, vm->create_vcpu(i));
+      auto cpuid = x86::normalize_cpuid(supported, {i, config.vcpus, tsc_deadline});
+      AIRLOCK_RETURN_IF_ERROR(vcpu.set_cpuid2(cpuid));
+      AIRLOCK_RETURN_IF_ERROR(vcpu.set_msrs(x86::boot_msrs()));
+      AIRLOCK_RETURN_IF_ERROR(vcpu.set_regs(x86::boot_regs(kernel.entry, x86::kZeroPageAddr)));
+      AIRLOCK_RETURN_IF_ERROR(vcpu.set_fpu(x86::boot_fpu()));
+      AIRLOCK_ASSIGN_OR_RETURN(kvm_sregs sregs, vcpu.get_sregs());
+      x86::setup_long_mode_sregs(sregs, cr3);
+      AIRLOCK_RETURN_IF_ERROR(vcpu.set_sregs(sregs));
+      AIRLOCK_ASSIGN_OR_RETURN(kvm_lapic_state lapic, vcpu.get_lapic());
+      x86::configure_lapic_lint(lapic);
+      AIRLOCK_RETURN_IF_ERROR(vcpu.set_lapic(lapic));
+      vcpus.push_back(std::move(vcpu));
+    }
+    return ok_status();
+  }
+};
+
+Machine::Machine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Machine::~Machine() = default;
+
+Result<std::unique_ptr<Machine>> Machine::create(MachineConfig config) {
+  if (config.memory_bytes < kMinMemoryBytes)
+    return Status(Errc::invalid_argument,
+                  fmt::format("guest memory of {} MiB is too small: at least {} MiB needed",
+                              config.memory_bytes >> 20, kMinMemoryBytes >> 20));
+  if (config.memory_bytes > kMaxMemoryBytes)
+    return Status(Errc::invalid_argument, fmt::format("guest memory of {} MiB is above the {} GiB limit",
+                                                      config.memory_bytes >> 20, kMaxMemoryBytes >> 30));
+  if (config.memory_bytes % x86::kPageSize != 0)
+    return Status(Errc::invalid_argument, "guest memory size must be a multiple of 4 KiB");
+  if (config.vcpus < 1 || config.vcpus > kMaxVcpus)
+    return Status(Errc::invalid_argument,
+                  fmt::format("{} vCPUs requested: must be 1..{}", config.vcpus, kMaxVcpus));
+  if (config.kernel_path.empty()) return Status(Errc::invalid_argument, "no kernel path given");
+  if (config.console_buffer_limit == 0) config.console_buffer_limit = 1;
+
+  // Files first: a bad image should fail before any KVM work.
+  AIRLOCK_ASSIGN_OR_RETURN(MappedFile kernel_file,
+                           MappedFile::open(config.kernel_path, "kernel", kMaxKernelBytes));
+  std::optional<MappedFile> initrd_file;
+  if (!config.initramfs_path.empty()) {
+    AIRLOCK_ASSIGN_OR_RETURN(MappedFile f, MappedFile::open(config.initramfs_path, "initramfs",
+                                                            kMaxInitramfsBytes));
+    initrd_file.emplace(std::move(f));
+  }
+  auto image = kernel_file.bytes();
+  if (!(image.size() >= 4 && std::memcmp(image.data(), "\x7f" "ELF", 4) == 0)) {
+    Status st = x86::validate_bzimage(image);
+    if (!st.ok()) return st.prefix("kernel " + config.kernel_path);
+  }
+
+  auto impl = std::make_unique<Impl>();
+  impl->config = std::move(config);
+  MachineConfig& cfg = impl->config;
+  AIRLOCK_ASSIGN_OR_RETURN(impl->kvm, kvm::Kvm::open());
+  AIRLOCK_ASSIGN_OR_RETURN(impl->memory, GuestMemory::create(cfg.memory_bytes, x86::kMmioHoleStart));
+  const uint64_t ram_end = x86::low_ram_end(cfg.memory_bytes);
+  {
+    auto loaded = x86::load_kernel(impl->memory, image, ram_end);
+    if (!loaded.ok()) return loaded.status().prefix("kernel " + cfg.kernel_path);
+    impl->kernel = std::move(loaded).value();
+  }
+  if (initrd_file) {
+    auto bytes = initrd_file->bytes();
+    auto at = x86::place_initrd(impl->kernel, bytes.size(), ram_end);
+    if (!at.ok()) return at.status().prefix("initramfs " + cfg.initramfs_path);
+    AIRLOCK_RETURN_IF_ERROR(impl->memory.write(*at, bytes.data(), bytes.size()));
+    impl->initrd_addr = *at;
+    impl->initrd_size = bytes.size();
+  }
+
+  AIRLOCK_ASSIGN_OR_RETURN(impl->stop_fd, make_eventfd(true));
+  Status st = impl->setup_vm();
+  if (st.ok()) st = impl->setup_vcpus();
+  if (!st.ok()) return st.prefix("setting up the VM");
+
+  Impl* raw = impl.get();
+  impl->serial = std::make_unique<devices::Serial>(
+      [raw](uint8_t byte) {
+        char c = static_cast<char>(byte);
+        raw->console_bytes(std::string_view(&c, 1));
+      },
+      [raw](bool level) {
+        Status s = raw->vm->irq_line(devices::Serial::kCom1Irq, level);
+        if (!s.ok()) AIRLOCK_LOG_WARN(kLog, "serial interrupt: {}", s.to_string());
+      });
+  impl->i8042 = std::make_unique<devices::I8042>([raw] {
+    raw->finish(ExitInfo{ExitInfo::Reason::reboot, "guest rebooted (i8042 reset)", {}});
+  });
+  impl->cmdline = default_cmdline(cfg.quiet);
+  return std::unique_ptr<Machine>(new Machine(std::move(impl)));
+}
+
+Result<int> Machine::add_virtio_device(std::shared_ptr<virtio::Device> device) {
+  Impl& m = *impl_;
+  if (!device) return Status(Errc::invalid_argument, "add_virtio_device: null device");
+  {
+    std::lock_guard lock(m.mu);
+    if (m.started) return Status(Errc::invalid_argument, "add_virtio_device after start()");
+  }
+  size_t index = m.virtio.size();
+  uint64_t base = x86::kVirtioMmioBase + index * x86::kVirtioMmioSize;
+  uint32_t irq = x86::kVirtioFirstIrq + static_cast<uint32_t>(index);
+  // IOAPIC pins 0..23; 4 is the UART.
+  if (irq >= 24) return Status(Errc::resource_exhausted, "too many virtio devices (no IRQ left)");
+  VirtioSlot slot;
+  slot.base = base;
+  slot.irq = irq;
+  slot.transport = std::make_unique<virtio::MmioTransport>(device, m.memory);
+  AIRLOCK_ASSIGN_OR_RETURN(slot.irq_fd, make_eventfd(true));
+  AIRLOCK_RETURN_IF_ERROR(m.vm->irqfd(slot.irq_fd.get(), irq));
+  int irq_fd = slot.irq_fd.get();
+  slot.transport->set_interrupt_trigger([irq_fd] { signal_eventfd(irq_fd); });
+  for (size_t q = 0; q < slot.transport->num_queues(); ++q) {
+    AIRLOCK_ASSIGN_OR_RETURN(UniqueFd fd, make_eventfd(true));
+    uint64_t match = q;
+    AIRLOCK_RETURN_IF_ERROR(m.vm->ioeventfd(fd.get(), base + kVirtioMmioQueueNotify, 4, &match));
+    slot.queue_fds.push_back(std::move(fd));
+  }
+  m.virtio.push_back(std::move(slot));
+  return static_cast<int>(index);
+}
+
+Status Machine::start() {
+  Impl& m = *impl_;
+  {
+    std::lock_guard lock(m.mu);
+    if (m.started) return Status(Errc::invalid_argument, "machine already started");
+    m.started = true;
+  }
+  std::vector<x86::MmioDeviceInfo> infos;
+  for (auto& s : m.virtio) infos.push_back({s.base, x86::kVirtioMmioSize, s.irq});
+  std::string cmdline = m.cmdline;
+  if (!m.config.cmdline_extra.empty()) cmdline += " " + m.config.cmdline_extra;
+  AIRLOCK_ASSIGN_OR_RETURN(uint64_t rsdp, x86::write_acpi_tables(m.memory, m.config.vcpus, infos));
+  x86::BootParamsInput bp;
+  bp.kernel = &m.kernel;
+  bp.cmdline = cmdline;
+  bp.initrd_addr = m.initrd_addr;
+  bp.initrd_size = m.initrd_size;
+  bp.memory_bytes = m.config.memory_bytes;
+  bp.acpi_rsdp_addr = rsdp;
+  AIRLOCK_RETURN_IF_ERROR(x86::write_boot_params(m.memory, bp));
+  m.cmdline = cmdline;
+
+  install_kick_handler();
+  int epfd = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epfd < 0) return errno_status("epoll_create1");
+  auto add = [epfd](int fd, uint64_t tag) -> Status {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = tag;
+    if (::epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) != 0) return errno_status("epoll_ctl");
+    return ok_status();
+  };
+  Status st = add(m.stop_fd.get(), UINT64_MAX);
+  for (size_t d = 0; st.ok() && d < m.virtio.size(); ++d)
+    for (size_t q = 0; st.ok() && q < m.virtio[d].queue_fds.size(); ++q)
+      st = add(m.virtio[d].queue_fds[q].get(), (uint64_t{d} << 32) | q);
+  if (!st.ok()) {
+    ::close(epfd);
+    return st;
+  }
+  m.event_thread = std::thread([&m, epfd] { m.run_events(epfd); });
+  {
+    // Hold mu so finish() (which kicks through vcpu_handles) sees a consistent list.
+    std::lock_guard lock(m.mu);
+    for (size_t i = 0; i < m.vcpus.size(); ++i) {
+      m.vcpu_threads.emplace_back([&m, i] { m.run_vcpu(i); });
+      m.vcpu_handles.push_back(m.vcpu_threads.back().native_handle());
+    }
+  }
+  AIRLOCK_LOG_DEBUG(kLog, "started {} vCPUs, cmdline: {}", m.vcpus.size(), cmdline);
+  return ok_status();
+}
+
+Result<ExitInfo> Machine::wait(std::chrono::milliseconds timeout) {
+  Impl& m = *impl_;
+  {
+    std::unique_lock lock(m.mu);
+    if (!m.started) return Status(Errc::invalid_argument, "wait() before start()");
+    if (!m.cv.wait_for(lock, timeout, [&] { return m.exit.has_value(); }))
+      return Status(Errc::timeout, fmt::format("guest still running after {} ms", timeout.count()));
+  }
+  m.join_all();
+  std::lock_guard lock(m.mu);
+  return *m.exit;
+}
+
+void Machine::stop() {
+  impl_->finish(ExitInfo{ExitInfo::Reason::stopped, "stopped by the host", {}});
+  impl_->join_all();
+}
+
+void Machine::kill() { stop(); }
+
+bool Machine::running() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->started && !impl_->exit;
+}
+
+std::optional<ExitInfo> Machine::exit_info() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->exit;
+}
+
+std::string Machine::console_output() const {
+  std::lock_guard lock(impl_->console_mu);
+  return impl_->console;
+}
+
+Status Machine::write_console(std::string_view bytes) {
+  size_t n = impl_->serial->push_input(bytes);
+  if (n < bytes.size())
+    return Status(Errc::resource_exhausted,
+                  fmt::format("console input buffer full: {} of {} bytes queued", n, bytes.size()));
+  return ok_status();
+}
+
+const GuestMemory& Machine::memory() const { return impl_->memory; }
+
+std::string Machine::cmdline() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->cmdline;
+}
+
+unsigned Machine::vcpu_count() const { return impl_->config.vcpus; }
+
+}  // namespace airlock::vmm
