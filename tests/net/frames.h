@@ -111,6 +111,26 @@ inline std::vector<uint8_t> tcp_syn(uint32_t src, uint32_t dst, uint16_t sport, 
   return ipv4(src, dst, 6, t.b);
 }
 
+// Any TCP segment; `options` must be a multiple of 4 bytes.
+inline std::vector<uint8_t> tcp(uint32_t src, uint32_t dst, uint16_t sport, uint16_t dport,
+                                uint32_t seq, uint32_t ack, uint8_t flags, uint16_t window,
+                                const std::vector<uint8_t>& options = {},
+                                const std::vector<uint8_t>& payload = {}) {
+  Bytes t;
+  t.u16(sport), t.u16(dport), t.u32(seq), t.u32(ack);
+  t.u8(static_cast<uint8_t>((5 + options.size() / 4) << 4)), t.u8(flags), t.u16(window);
+  t.u16(0), t.u16(0);
+  t.raw(options.data(), options.size());
+  t.raw(payload.data(), payload.size());
+  uint16_t c = checksum(t.b.data(), t.b.size(), pseudo_sum(src, dst, 6, t.b.size()));
+  t.b[16] = static_cast<uint8_t>(c >> 8), t.b[17] = static_cast<uint8_t>(c);
+  return ipv4(src, dst, 6, t.b);
+}
+
+inline uint32_t be32(const uint8_t* p) {
+  return uint32_t{be16(p)} << 16 | be16(p + 2);
+}
+
 inline std::vector<uint8_t> icmp_echo(uint32_t src, uint32_t dst) {
   Bytes e;
   e.u8(8), e.u8(0), e.u16(0), e.u16(0x77), e.u16(1), e.raw("airlock!", 8);
