@@ -72,6 +72,8 @@ fi
 
 run_ctest unit "$BUILD_DIR" unit
 run_ctest proxy "$BUILD_DIR" proxy
+# Sandbox network namespaces and taps (needs root; packets stay in namespaces the tests make).
+run_ctest net "$BUILD_DIR" net
 
 if [ "${SKIP_KVM:-0}" != 1 ]; then
   # KVM tests run one at a time: each boots VMs and the nested runner has 2 vCPUs.
