@@ -34,7 +34,9 @@ class Interrupt {
 
 struct ActivateContext {
   const GuestMemory* memory = nullptr;
-  std::vector<Queue*> queues;  // owned by the transport, valid until reset()
+  // Every queue, owned by the transport, valid until reset(). A queue the driver left off has
+  // ready == false: the device decides whether it can run without it.
+  std::vector<Queue*> queues;
   Interrupt* interrupt = nullptr;
   uint64_t acked_features = 0;
 };
@@ -65,6 +67,8 @@ class Device {
   virtual Status activate(const ActivateContext& ctx) = 0;
   virtual void queue_notify(size_t index) = 0;
   // Driver wrote 0 to status, or the machine stops: stop processing, forget the queues.
+  // Called only once the driver had set DRIVER_OK (whether or not activate() ran or succeeded),
+  // before the transport resets the queues.
   virtual void reset() = 0;
 };
 
