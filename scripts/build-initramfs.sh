@@ -6,7 +6,9 @@
 #
 # Contents: static busybox with applet symlinks, /init (scripts/initramfs/init), the test
 # scripts (scripts/initramfs/tests/* -> /tests/), and the virtio/vsock/net/blk/ext4/overlay
-# modules with their dependencies, listed in load order in /etc/modules.order.
+# modules with their dependencies, listed in load order in /etc/modules.order, plus
+# extra/virtio_mmio_cmdline.ko (scripts/initramfs/modules/, built against Debian's
+# linux-headers) right after virtio_mmio: Debian's virtio_mmio has no device= parameter.
 # Reproducible and incremental: rebuilt only when an input changed (hash in <out>.inputs).
 set -euo pipefail
 AIRLOCK_PROG=build-initramfs
@@ -14,6 +16,8 @@ AIRLOCK_PROG=build-initramfs
 . "$(dirname "$0")/lib/common.sh"
 # shellcheck source=lib/initramfs.sh
 . "$AIRLOCK_SCRIPTS_DIR/lib/initramfs.sh"
+# shellcheck source=lib/kmod-build.sh
+. "$AIRLOCK_SCRIPTS_DIR/lib/kmod-build.sh"
 
 # Modules the VMM's devices need (rng-core, the hw_random core, is built in). crc32c_generic
 # comes before ext4 so metadata checksums work on CPUs without SSE4.2 (crc32c-intel).
@@ -57,6 +61,13 @@ else
   trap 'rm -rf "$stage"' EXIT
   stage_busybox "$stage"
   stage_modules "$stage" "$kdir/modules" "$ver" "${MODULES[@]}"
+  # The helper goes right after virtio_mmio.ko; /init passes it the device= values.
+  helper="$(build_helper_module "$kdir" "$ver" virtio_mmio_cmdline)"
+  install -D -m 644 "$helper" "$stage/lib/modules/$ver/extra/virtio_mmio_cmdline.ko"
+  sed -i 's#^kernel/drivers/virtio/virtio_mmio.ko$#&\nextra/virtio_mmio_cmdline.ko#' \
+    "$stage/etc/modules.order"
+  grep -qx extra/virtio_mmio_cmdline.ko "$stage/etc/modules.order" ||
+    die "virtio_mmio.ko missing from the module list"
   install -m 755 "$src/init" "$stage/init"
   mkdir -p "$stage/tests"
   for t in "$src"/tests/*; do install -m 755 "$t" "$stage/tests/"; done
