@@ -62,7 +62,7 @@ class ImageStore {
   std::string snapshot_path(const std::string& name) const;
 
   // Volumes. Sizes are rounded up to whole MiB; at least kMinVolumeBytes.
-  static constexpr uint64_t kMinVolumeBytes = 4ull << 20;
+  static constexpr uint64_t kMinVolumeBytes = 16ull << 20;  // the smallest with a journal
   static constexpr uint64_t kMaxVolumeBytes = 16ull << 40;
   Result<VolumeInfo> create_volume(const std::string& name, uint64_t size_bytes);
   Result<VolumeInfo> volume(const std::string& name) const;
