@@ -104,6 +104,36 @@ std::vector<uint8_t> virtio_mmio_device_aml(unsigned index, const MmioDeviceInfo
   return aml_package({kAmlExtOpPrefix, kAmlDeviceOp}, body);
 }
 
+// COM1 as an ACPI device (PNP0501, ports 0x3f8-0x3ff, ISA IRQ 4). On a hardware-reduced platform
+// Linux has no legacy PIC and maps no ISA IRQ by itself: only a device that declares its IRQ
+// gets it routed through the IOAPIC, so the UART must be here for its interrupt to work.
+std::vector<uint8_t> com1_device_aml() {
+  std::vector<uint8_t> body;
+  aml_name_seg(body, "COM1");
+  body.push_back(kAmlNameOp);
+  aml_name_seg(body, "_HID");
+  body.push_back(kAmlDWordPrefix);
+  append(body, 0x0105d041, 4);  // EisaId("PNP0501"), 16550-compatible UART
+  body.push_back(kAmlNameOp);
+  aml_name_seg(body, "_UID");
+  body.push_back(kAmlDWordPrefix);
+  append(body, 1, 4);
+  std::vector<uint8_t> res = {
+      0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08,  // IO(Decode16, 0x3f8, 0x3f8, 1, 8)
+      0x22, 0x10, 0x00,                                // IRQNoFlags() {4}
+      0x79, 0x00,                                      // End tag
+  };
+  std::vector<uint8_t> buffer;
+  buffer.push_back(kAmlWordPrefix);
+  append(buffer, res.size(), 2);
+  buffer.insert(buffer.end(), res.begin(), res.end());
+  body.push_back(kAmlNameOp);
+  aml_name_seg(body, "_CRS");
+  auto buf = aml_package({kAmlBufferOp}, buffer);
+  body.insert(body.end(), buf.begin(), buf.end());
+  return aml_package({kAmlExtOpPrefix, kAmlDeviceOp}, body);
+}
+
 }  // namespace
 
 uint8_t acpi_checksum(const uint8_t* data, size_t len) {
@@ -132,6 +162,8 @@ std::vector<uint8_t> build_dsdt(const std::vector<MmioDeviceInfo>& devices) {
   std::vector<uint8_t> scope_body;
   scope_body.push_back('\\');
   aml_name_seg(scope_body, "_SB_");
+  auto com1 = com1_device_aml();
+  scope_body.insert(scope_body.end(), com1.begin(), com1.end());
   for (size_t i = 0; i < devices.size(); ++i) {
     auto dev = virtio_mmio_device_aml(static_cast<unsigned>(i), devices[i]);
     scope_body.insert(scope_body.end(), dev.begin(), dev.end());
