@@ -17,6 +17,7 @@
 #include "base/fd.h"
 #include "base/log.h"
 #include "cli/commands.h"
+#include "devices/rng.h"
 #include "vmm/defaults.h"
 #include "vmm/machine.h"
 
@@ -27,13 +28,14 @@ namespace {
 void boot_usage(FILE* out) {
   std::fprintf(out,
                "usage: airlock boot [--kernel PATH] [--initramfs PATH] [--memory MiB] [--cpus N]\n"
-               "                    [--cmdline EXTRA] [--verbose] [--debug]\n"
+               "                    [--cmdline EXTRA] [--rng] [--verbose] [--debug]\n"
                "  --kernel     bzImage or ELF vmlinux (default: the cached kernel, see\n"
                "               scripts/fetch-kernel.sh)\n"
                "  --initramfs  initramfs (default: the cached test initramfs)\n"
                "  --memory     guest memory in MiB (default 512)\n"
                "  --cpus       vCPUs (default 2)\n"
                "  --cmdline    appended to the kernel command line\n"
+               "  --rng        attach a virtio-rng device (guest /dev/hwrng)\n"
                "  --verbose    do not pass 'quiet' to the kernel\n"
                "  --debug      airlock debug logging on stderr\n");
 }
@@ -68,6 +70,7 @@ bool stdin_forwardable() {
 
 int cmd_boot(int argc, char** argv) {
   vmm::MachineConfig config;
+  bool with_rng = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
@@ -95,6 +98,8 @@ int cmd_boot(int argc, char** argv) {
       const char* v = value();
       if (!v) return boot_usage(stderr), 2;
       config.cmdline_extra = v;
+    } else if (a == "--rng") {
+      with_rng = true;
     } else if (a == "--verbose") {
       config.quiet = false;
     } else if (a == "--debug") {
@@ -130,6 +135,13 @@ int cmd_boot(int argc, char** argv) {
     return 1;
   }
   vmm::Machine& m = **machine;
+  if (with_rng) {
+    auto added = m.add_virtio_device(std::make_shared<devices::RngDevice>());
+    if (!added.ok()) {
+      std::fprintf(stderr, "airlock boot: %s\n", added.status().to_string().c_str());
+      return 1;
+    }
+  }
   if (Status st = m.start(); !st.ok()) {
     std::fprintf(stderr, "airlock boot: %s\n", st.to_string().c_str());
     return 1;
