@@ -1,5 +1,6 @@
 #include "proxy/secrets.h"
 
+#include <string.h>
 #include <sys/random.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "base/secret.h"
+#include "proxy/pattern_search.h"
 
 namespace airlock::proxy {
 
@@ -16,8 +18,6 @@ namespace {
 
 constexpr size_t kMaxValueBytes = 8 * 1024;
 constexpr size_t kMaxSecrets = 256;
-// A base64 run shorter than this cannot hold an encoded placeholder (91 bytes -> 122 chars).
-constexpr size_t kMinBase64Run = 120;
 constexpr int kTripwireDepth = 2;
 constexpr size_t kMaxUnknownTracked = 64;
 constexpr std::string_view kLowerPrefix = "airlock_secret_placeholder_";
@@ -177,6 +177,30 @@ std::string json_unescape(std::string_view s) {
   return out;
 }
 
+// Copies `text` without CR and LF into *out (base64 is often wrapped); false if it has none.
+bool remove_line_breaks(std::string_view text, std::string* out) {
+  const char* p = text.data();
+  const char* end = p + text.size();
+  // Next CR and next LF, each searched again only once passed (one pass over the text).
+  auto find = [end](const char* from, char c) {
+    const char* f = static_cast<const char*>(memchr(from, c, end - from));
+    return f ? f : end;
+  };
+  const char* nl = find(p, '\n');
+  const char* cr = find(p, '\r');
+  if (nl == end && cr == end) return false;
+  out->clear();
+  out->reserve(text.size());
+  while (p < end) {
+    if (nl < p) nl = find(p, '\n');
+    if (cr < p) cr = find(p, '\r');
+    const char* brk = nl < cr ? nl : cr;
+    out->append(p, brk - p);
+    p = brk + (brk < end ? 1 : 0);
+  }
+  return true;
+}
+
 std::string to_lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = lower(c);
@@ -212,63 +236,118 @@ struct SecretEntry {
   HostPatternSet hosts;
 };
 
-struct RedactPattern {
-  Secret pattern;           // derived from a value: kept in a Secret so it is wiped
-  std::string replacement;  // the placeholder, or an encoding of it
+namespace {
+
+// The placeholder prefix in any letter case, and the alignment-stable base64 cores of the
+// prefix (upper and lower case, both alphabets) with what each one tells about its alignment.
+struct PrefixSearch {
+  PatternSearch raw;
+  PatternSearch base64;
+  std::vector<size_t> base64_skip;  // prefix bytes before the core starts, per base64 pattern
+
+  PrefixSearch() : raw({kPlaceholderPrefix}, true) {
+    std::vector<std::string> cores;
+    for (std::string prefix : {std::string(kPlaceholderPrefix), std::string(kLowerPrefix)}) {
+      for (size_t first_byte = 0; first_byte < 3; ++first_byte) {
+        size_t whole = (prefix.size() - first_byte) / 3 * 3;
+        std::string_view core = std::string_view(prefix).substr(first_byte, whole);
+        for (const char* alphabet : {kB64Std, kB64Url}) {
+          std::string enc = base64_encode(core, alphabet);
+          if (std::find(cores.begin(), cores.end(), enc) != cores.end()) continue;
+          cores.push_back(enc);
+          base64_skip.push_back(first_byte);
+        }
+      }
+    }
+    base64 = PatternSearch(std::vector<std::string_view>(cores.begin(), cores.end()));
+  }
 };
+
+const PrefixSearch& prefix_search() {
+  static const PrefixSearch search;
+  return search;
+}
+
+}  // namespace
 
 struct SecretSetImpl {
   std::vector<SecretEntry> secrets;
   std::unordered_map<std::string, size_t> by_hex;  // lowercase 64-hex -> index
-  std::vector<RedactPattern> patterns;
-  size_t max_pattern = 0;
+  PatternSearch redact_search;                     // values and their encodings
+  std::vector<std::string> replacements;           // per redact_search pattern
   size_t max_value = 0;
-  bool first_char[256] = {};
 
   bool bound(size_t index, const Target& target) const {
     return !target.host.empty() && secrets[index].hosts.matches(target);
   }
 
-  // Calls on_hit(lower_start, index_or_npos, lower_hex) for every well-formed placeholder in
-  // `lower` (already lowercased).
+  // The secret index for the 64 hex digits at text[at..], npos if unknown, or nullopt when
+  // there are not 64 hex digits there.
+  std::optional<size_t> lookup_hex(std::string_view text, size_t at, std::string* hex_out) const {
+    if (at + kPlaceholderHexDigits > text.size()) return std::nullopt;
+    std::string hex(text.substr(at, kPlaceholderHexDigits));
+    for (char& c : hex) {
+      if (!is_hex(c)) return std::nullopt;
+      c = lower(c);
+    }
+    auto it = by_hex.find(hex);
+    if (hex_out) *hex_out = std::move(hex);
+    return it == by_hex.end() ? std::string::npos : it->second;
+  }
+
+  // Calls on_hit(start, index_or_npos, hex) for every well-formed raw placeholder (any case).
   template <class F>
-  void find_placeholders(std::string_view lower_text, F&& on_hit) const {
-    size_t p = 0;
-    while ((p = lower_text.find(kLowerPrefix, p)) != std::string_view::npos) {
-      size_t hex_at = p + kLowerPrefix.size();
-      if (hex_at + kPlaceholderHexDigits > lower_text.size()) return;
-      std::string_view hex = lower_text.substr(hex_at, kPlaceholderHexDigits);
-      bool ok = std::all_of(hex.begin(), hex.end(), [](char c) { return is_hex(c); });
-      if (!ok) {
-        p += 1;
+  void find_placeholders(std::string_view text, F&& on_hit) const {
+    const PatternSearch& raw = prefix_search().raw;
+    size_t from = 0;
+    while (auto hit = raw.find(text, from)) {
+      std::string hex;
+      auto index = lookup_hex(text, hit->pos + kPlaceholderPrefix.size(), &hex);
+      if (!index) {
+        from = hit->pos + 1;
         continue;
       }
-      auto it = by_hex.find(std::string(hex));
-      on_hit(p, it == by_hex.end() ? std::string::npos : it->second, hex);
-      p += kPlaceholderLength;
+      on_hit(hit->pos, *index, hex);
+      from = hit->pos + kPlaceholderLength;
     }
   }
 
   struct Tripwire {
     std::vector<size_t> known;             // indexes seen
     std::vector<std::string> unknown_hex;  // distinct, bounded
+    void add(size_t index, const std::string& hex) {
+      if (index != std::string::npos) {
+        if (std::find(known.begin(), known.end(), index) == known.end()) known.push_back(index);
+      } else if (unknown_hex.size() < kMaxUnknownTracked &&
+                 std::find(unknown_hex.begin(), unknown_hex.end(), hex) == unknown_hex.end()) {
+        unknown_hex.push_back(hex);
+      }
+    }
   };
 
-  // Looks for placeholders in `text` and in its decodings (percent, JSON \u escapes, base64 at
-  // every alignment), `depth` levels deep.
+  // Looks for placeholders in `text`: raw in any case; base64-encoded (either alphabet, any
+  // alignment, line breaks ignored); and, `depth` levels deep, inside percent-encoding and
+  // JSON \u escapes (so also base64 inside percent-encoding, percent-encoding twice, ...).
   void tripwire(std::string_view text, int depth, Tripwire* out) const {
-    std::string lowered = to_lower(text);
-    find_placeholders(lowered, [&](size_t, size_t index, std::string_view hex) {
-      if (index != std::string::npos) {
-        if (std::find(out->known.begin(), out->known.end(), index) == out->known.end())
-          out->known.push_back(index);
-      } else if (out->unknown_hex.size() < kMaxUnknownTracked) {
-        std::string h(hex);
-        if (std::find(out->unknown_hex.begin(), out->unknown_hex.end(), h) ==
-            out->unknown_hex.end())
-          out->unknown_hex.push_back(std::move(h));
+    if (text.size() < kPlaceholderLength) return;  // no encoding is shorter than the raw form
+    std::string compacted;
+    if (remove_line_breaks(text, &compacted)) text = compacted;
+    find_placeholders(text,
+                      [&](size_t, size_t index, const std::string& hex) { out->add(index, hex); });
+    const PrefixSearch& ps = prefix_search();
+    size_t from = 0;
+    while (auto hit = ps.base64.find(text, from)) {
+      // The core starts on a 4-character group boundary: decode from there.
+      size_t skip = ps.base64_skip[hit->index];
+      size_t bytes = kPlaceholderLength - skip;
+      std::string decoded = base64_decode_lenient(text.substr(hit->pos, (bytes + 2) / 3 * 4));
+      std::string hex;
+      if (decoded.size() >= bytes) {
+        auto index = lookup_hex(decoded, kPlaceholderPrefix.size() - skip, &hex);
+        if (index) out->add(*index, hex);
       }
-    });
+      from = hit->pos + 1;
+    }
     if (depth <= 0) return;
     if (text.find('%') != std::string_view::npos) {
       std::string d = percent_decode(text);
@@ -278,45 +357,31 @@ struct SecretSetImpl {
       std::string d = json_unescape(text);
       if (d != text) tripwire(d, depth - 1, out);
     }
-    // Base64 runs (either alphabet), line breaks inside a run skipped (MIME wrapping).
-    std::string run;
-    auto flush = [&] {
-      if (run.size() >= kMinBase64Run) {
-        for (size_t align = 0; align < 4; ++align)
-          tripwire(base64_decode_lenient(std::string_view(run).substr(align)), depth - 1, out);
-      }
-      run.clear();
-    };
-    for (char c : text) {
-      if (b64_value(c) >= 0) {
-        run += c;
-      } else if (c == '\r' || c == '\n') {
-        continue;
-      } else {
-        flush();
-      }
-    }
-    flush();
   }
 
   // Raw and percent-encoded placeholders of bound secrets replaced; unbound ones reported.
   void substitute_level1(std::string_view text, const Target& target, SubstitutionContext ctx,
                          std::string* out_text, std::vector<size_t>* substituted,
                          std::vector<size_t>* refused) const {
-    Decoded d = percent_decode_mapped(text);
-    std::string lowered = to_lower(d.text);
+    Decoded d;
+    std::string_view search = text;
+    bool mapped = text.find('%') != std::string_view::npos;
+    if (mapped) {
+      d = percent_decode_mapped(text);
+      search = d.text;
+    }
     std::string out;
     size_t copied = 0;  // in the source text
     bool changed = false;
-    find_placeholders(lowered, [&](size_t start, size_t index, std::string_view) {
+    find_placeholders(search, [&](size_t start, size_t index, const std::string&) {
       if (index == std::string::npos) return;
       if (!bound(index, target)) {
         if (std::find(refused->begin(), refused->end(), index) == refused->end())
           refused->push_back(index);
         return;
       }
-      size_t src_begin = d.origin[start];
-      size_t src_end = d.origin[start + kPlaceholderLength];
+      size_t src_begin = mapped ? d.origin[start] : start;
+      size_t src_end = mapped ? d.origin[start + kPlaceholderLength] : start + kPlaceholderLength;
       bool encoded = src_end - src_begin != kPlaceholderLength;
       std::string_view value = secrets[index].value.reveal();
       out.append(text.substr(copied, src_begin - copied));
@@ -369,6 +434,11 @@ Result<std::string> random_hex(size_t bytes) {
 // 4-character groups that depends on the value alone (what an echo of Basic credentials or of
 // any base64 blob containing the value must contain). The replacement encodes the placeholder
 // cycled to the same byte length, so decoders still see valid base64 and read placeholder text.
+struct RedactPattern {
+  Secret pattern;           // derived from a value: kept in a Secret so it is wiped
+  std::string replacement;  // the placeholder, or an encoding of it
+};
+
 void add_base64_patterns(std::string_view value, const std::string& placeholder,
                          std::vector<RedactPattern>* out) {
   for (size_t align = 0; align < 3; ++align) {
@@ -429,22 +499,25 @@ Result<SecretSet> SecretSet::create(const std::vector<SecretSpec>& specs) {
   }
   if (impl->by_hex.size() != impl->secrets.size())
     return Status(Errc::internal, "placeholder collision");
+  std::vector<RedactPattern> patterns;
   for (const SecretEntry& e : impl->secrets) {
     std::string_view v = e.value.reveal();
     impl->max_value = std::max(impl->max_value, v.size());
-    impl->patterns.push_back(RedactPattern{Secret(v), e.placeholder});
+    patterns.push_back(RedactPattern{Secret(v), e.placeholder});
     std::string up = percent_encode(v, is_unreserved, true);
     std::string low = percent_encode(v, is_unreserved, false);
-    if (up != v) impl->patterns.push_back(RedactPattern{Secret(up), e.placeholder});
-    if (low != up) impl->patterns.push_back(RedactPattern{Secret(low), e.placeholder});
+    if (up != v) patterns.push_back(RedactPattern{Secret(up), e.placeholder});
+    if (low != up) patterns.push_back(RedactPattern{Secret(low), e.placeholder});
     wipe_string(&up);
     wipe_string(&low);
-    add_base64_patterns(v, e.placeholder, &impl->patterns);
+    add_base64_patterns(v, e.placeholder, &patterns);
   }
-  for (const RedactPattern& p : impl->patterns) {
-    impl->max_pattern = std::max(impl->max_pattern, p.pattern.size());
-    impl->first_char[static_cast<uint8_t>(p.pattern.reveal()[0])] = true;
+  std::vector<std::string_view> views;
+  for (const RedactPattern& p : patterns) {
+    views.push_back(p.pattern.reveal());
+    impl->replacements.push_back(p.replacement);
   }
+  impl->redact_search = PatternSearch(views);
   return SecretSet(std::move(impl));
 }
 
@@ -492,7 +565,8 @@ Substitution SecretSet::substitute(std::string_view text, const Target& target,
                                    SubstitutionContext context) const {
   Substitution result;
   const SecretSetImpl& s = *impl_;
-  if (s.secrets.empty()) {
+  // Every form of a placeholder (raw, percent, base64, JSON) is at least as long as the raw one.
+  if (s.secrets.empty() || text.size() < kPlaceholderLength) {
     result.text.assign(text);
     return result;
   }
@@ -621,9 +695,8 @@ void BodySubstituter::emit(std::string_view text, bool final, std::string* out) 
     }
   }
   std::string_view body = text.substr(0, hold);
-  std::string lowered = to_lower(body);
   size_t copied = 0;
-  impl_->find_placeholders(lowered, [&](size_t start, size_t index, std::string_view) {
+  impl_->find_placeholders(body, [&](size_t start, size_t index, const std::string&) {
     if (index == std::string::npos || !impl_->bound(index, target_)) return;
     out->append(body.substr(copied, start - copied));
     out->append(impl_->secrets[index].value.reveal());
@@ -638,54 +711,28 @@ void BodySubstituter::emit(std::string_view text, bool final, std::string* out) 
 
 namespace {
 
-// Leftmost (then longest) complete match of any pattern in text[pos, limit_start) -> start.
-struct Match {
-  size_t start = std::string::npos;
-  size_t pattern = 0;
-};
-
-Match next_match(const SecretSetImpl& s, std::string_view text, size_t pos, size_t limit_start,
-                 std::vector<size_t>* cache) {
-  Match best;
-  for (size_t i = 0; i < s.patterns.size(); ++i) {
-    size_t& at = (*cache)[i];
-    if (at == std::string::npos - 1 || (at != std::string::npos && at < pos))
-      at = text.find(s.patterns[i].pattern.reveal(), pos);
-    if (at == std::string::npos || at >= limit_start) continue;
-    if (at < best.start || (at == best.start &&
-                            s.patterns[i].pattern.size() > s.patterns[best.pattern].pattern.size()))
-      best = Match{at, i};
-  }
-  return best;
-}
-
-// Earliest p >= from such that text[p..] is a proper prefix of some pattern.
-size_t hold_start(const SecretSetImpl& s, std::string_view text, size_t from) {
-  size_t lo = text.size() > s.max_pattern - 1 ? text.size() - (s.max_pattern - 1) : 0;
-  for (size_t p = std::max(lo, from); p < text.size(); ++p) {
-    if (!s.first_char[static_cast<uint8_t>(text[p])]) continue;
-    std::string_view tail = text.substr(p);
-    for (const RedactPattern& pat : s.patterns) {
-      std::string_view v = pat.pattern.reveal();
-      if (tail.size() < v.size() && v.substr(0, tail.size()) == tail) return p;
-    }
-  }
+// Earliest p >= from such that text[p..] is a proper prefix of some pattern (the stream may
+// still be inside a value there); text.size() if none.
+size_t hold_start(const PatternSearch& search, std::string_view text, size_t from) {
+  size_t max = search.max_length();
+  size_t lo = text.size() > max - 1 ? text.size() - (max - 1) : 0;
+  for (size_t p = std::max(lo, from); p < text.size(); ++p)
+    if (search.proper_prefix_at(text, p)) return p;
   return text.size();
 }
 
 void redact_into(const SecretSetImpl& s, std::string_view text, bool final, std::string* out,
                  std::string* held, uint64_t* count) {
-  std::vector<size_t> cache(s.patterns.size(), std::string::npos - 1);  // npos-1: not searched
+  const PatternSearch& search = s.redact_search;
   size_t pos = 0;
-  size_t hold = final ? text.size() : hold_start(s, text, 0);
-  while (true) {
-    Match m = next_match(s, text, pos, hold, &cache);
-    if (m.start == std::string::npos) break;
-    out->append(text.substr(pos, m.start - pos));
-    out->append(s.patterns[m.pattern].replacement);
+  size_t hold = final ? text.size() : hold_start(search, text, 0);
+  while (auto m = search.find(text, pos)) {
+    if (m->pos >= hold) break;  // decided once more of the stream is known
+    out->append(text.substr(pos, m->pos - pos));
+    out->append(s.replacements[m->index]);
     ++*count;
-    pos = m.start + s.patterns[m.pattern].pattern.size();
-    if (!final && pos > hold) hold = hold_start(s, text, pos);
+    pos = m->pos + search.pattern_length(m->index);
+    if (!final && pos > hold) hold = hold_start(search, text, pos);
   }
   size_t emit_end = std::max(pos, hold);
   out->append(text.substr(pos, emit_end - pos));
@@ -701,7 +748,7 @@ Redactor::~Redactor() {
 }
 
 void Redactor::feed(std::string_view chunk, std::string* out) {
-  if (impl_->patterns.empty()) {
+  if (impl_->redact_search.empty()) {
     out->append(chunk);
     return;
   }
@@ -726,7 +773,7 @@ void Redactor::finish(std::string* out) {
 
 std::string Redactor::redact(std::string_view text) const {
   std::string out;
-  if (impl_->patterns.empty()) {
+  if (impl_->redact_search.empty()) {
     out.assign(text);
     return out;
   }
