@@ -4,7 +4,9 @@
 //
 // Threads: read_config/write_config/activate/reset are called on a vCPU thread with the
 // transport's lock held. queue_notify() is called from the machine's event thread when the
-// guest kicks a queue (via ioeventfd), never concurrently with itself for one device; a device
+// guest kicks a queue (via ioeventfd), never concurrently with itself or with activate/reset
+// for one device (the transport also calls it once right after activate(), on the vCPU thread,
+// for each queue that already holds buffers the driver queued before DRIVER_OK); a device
 // may instead or in addition run its own worker thread (vsock, net), started in activate()
 // and joined in reset() / the destructor.
 #pragma once

@@ -249,6 +249,12 @@ void MmioTransport::activate() {
     std::lock_guard notify_lock(notify_mutex_);
     status = device_->activate(ctx);
     activated_ = status.ok();
+    // A driver may have queued buffers (and kicked, which we ignored) before DRIVER_OK; no
+    // further kick may come for them, so look at every queue once now.
+    for (size_t i = 0; activated_ && i < queues_.size(); ++i) {
+      if (queues_[i].ready && queues_[i].available(memory_) > 0 && !needs_reset_.load())
+        device_->queue_notify(i);
+    }
   }
   if (!status.ok()) {
     AIRLOCK_LOG_WARN("virtio", "{}: activation failed: {}", device_->name(), status.to_string());

@@ -5,8 +5,9 @@
 // Threads: read()/write() are called on vCPU threads and serialise on an internal lock.
 // notify() is called from the machine's event thread when a queue's ioeventfd fires (a direct
 // write to QueueNotify takes the same path); it never runs concurrently with the device's
-// activate()/reset(). The Interrupt methods may be called from any thread.
-// set_interrupt_trigger() must be called before the guest runs.
+// activate()/reset(); at DRIVER_OK the transport itself passes queues that already hold
+// buffers to the device once (early kicks are ignored). The Interrupt methods may be called
+// from any thread. set_interrupt_trigger() must be called before the guest runs.
 #pragma once
 
 #include <atomic>

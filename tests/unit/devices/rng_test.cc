@@ -82,6 +82,24 @@ TEST_CASE("rng: several chains in one kick, split buffers, and a write to QueueN
   CHECK(f.interrupts == 1);  // one interrupt for the batch
 }
 
+TEST_CASE("rng: a request queued and kicked before DRIVER_OK is served at DRIVER_OK") {
+  GuestMemory mem = GuestMemory::create(1 << 20).value();
+  auto rng = std::make_shared<RngDevice>();
+  MmioTransport transport(rng, mem);
+  int interrupts = 0;
+  transport.set_interrupt_trigger([&] { ++interrupts; });
+  MockDriver drv(mem, 16);
+  virtio::testing::negotiate(transport, feature(VIRTIO_F_VERSION_1));
+  virtio::testing::setup_queue(transport, 0, drv);
+  drv.add_and_publish({{kData, 32, true}});
+  reg_write(transport, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+  CHECK(drv.used_idx() == 0);  // the device may not run before DRIVER_OK
+  virtio::testing::driver_ok(transport);
+  CHECK(drv.used_idx() == 1);
+  CHECK(drv.used_elem(0).len == 32);
+  CHECK(interrupts == 1);
+}
+
 TEST_CASE("rng: a chain with no writable part comes back with 0 bytes") {
   RngFixture f;
   std::vector<uint8_t> before(32, 0xab);

@@ -316,6 +316,19 @@ TEST_CASE("mmio: notifications reach the device only when it runs and the queue 
   CHECK(f.dev->notified.size() == 2);
 }
 
+TEST_CASE("mmio: buffers queued before DRIVER_OK are handed to the device at DRIVER_OK") {
+  Fixture f;
+  testing::negotiate(f.t, feature(VIRTIO_F_VERSION_1));
+  testing::setup_queue(f.t, 0, f.q0);
+  testing::setup_queue(f.t, 1, f.q1);
+  f.q1.add_and_publish({{0x40000, 8, true}});
+  f.t.notify(1);  // too early: ignored
+  CHECK(f.dev->notified.empty());
+  testing::driver_ok(f.t);
+  // Only the queue with pending buffers is looked at.
+  CHECK(f.dev->notified == std::vector<size_t>{1});
+}
+
 TEST_CASE("mmio: writing 0 to Status resets the device and the transport") {
   Fixture f;
   reg_write(f.t, VIRTIO_MMIO_STATUS, 0);  // Linux's reset before probing: nothing to stop
