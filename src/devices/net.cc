@@ -255,7 +255,11 @@ void NetDevice::run() noexcept {
 // worker stops touching the queues and waits for reset().
 void NetDevice::fail(const Status& st) {
   AIRLOCK_LOG_WARN("net", "device stopped: {}", st.to_string());
-  if (st.code() == Errc::protocol) interrupt_->signal_needs_reset();
+  if (st.code() == Errc::protocol) {
+    interrupt_->signal_needs_reset();
+  } else {
+    set_link_up(false);  // the guest sees its carrier go, not a silent black hole
+  }
   pollfd p{stop_fd_.get(), POLLIN, 0};
   while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
   }

@@ -411,6 +411,10 @@ TEST_CASE("net: a closed backend stops the device without touching the host") {
   f.transport->notify(1);
   std::this_thread::sleep_for(50ms);
   CHECK(f.rx->used_idx() == 0);
+  uint8_t status = 0xff;
+  f.transport->read(0x100 + 6, &status, 1);
+  CHECK(status == 0);  // link down
+  CHECK((f.status() & VIRTIO_CONFIG_S_NEEDS_RESET) == 0);
   // Destruction joins the stopped worker.
 }
 
