@@ -3,9 +3,9 @@
 // and an in-process proxy. Everything listens on 127.0.0.1 only.
 #pragma once
 
+#include <arpa/inet.h>
 #include <doctest/doctest.h>
 #include <fcntl.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -23,6 +23,8 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "airlock/proxy.hpp"
 
@@ -172,7 +174,8 @@ struct TestPki {
 // The Python upstream server as a child process.
 class Upstream {
  public:
-  Upstream(const TestPki* pki, const std::string& bind = "127.0.0.1", int port = 0) {
+  Upstream(const TestPki* pki, const std::string& bind = "127.0.0.1", int port = 0,
+           const std::string& log = "") {
     int out_pipe[2];
     REQUIRE(pipe2(out_pipe, O_CLOEXEC) == 0);
     std::string script = std::string(AIRLOCK_SOURCE_DIR) + "/tests/proxy/upstream_server.py";
@@ -181,6 +184,7 @@ class Upstream {
     if (pki) {
       argv.insert(argv.end(), {"--cert", pki->server_cert, "--key", pki->server_key});
     }
+    if (!log.empty()) argv.insert(argv.end(), {"--log", log});
     pid_ = fork();
     REQUIRE(pid_ >= 0);
     if (pid_ == 0) {
@@ -262,9 +266,12 @@ struct ProxyFixture {
   AuditSink audit;
   std::string proxy_ca;
   std::string proxy_addr;
+  std::string upstream_log;  // every request the upstream received, as JSON lines
 
   explicit ProxyFixture(ProxyOptions options, bool tls_upstream = true) {
-    upstream = std::make_unique<Upstream>(tls_upstream ? &pki : nullptr);
+    upstream_log = dir.file("upstream.log");
+    upstream =
+        std::make_unique<Upstream>(tls_upstream ? &pki : nullptr, "127.0.0.1", 0, upstream_log);
     for (const char* name :
          {"api.example.test", "other.example.test", "a.wild.example.test", "blocked.example.test"})
       options.resolve_override.emplace(name, "127.0.0.1");

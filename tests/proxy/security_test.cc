@@ -12,8 +12,8 @@ namespace {
 std::string raw_tls(ProxyFixture& f, const std::string& connect, const std::string& sni,
                     const std::string& request) {
   std::string script = std::string(AIRLOCK_SOURCE_DIR) + "/tests/proxy/rawclient.py";
-  std::vector<std::string> argv = {"/usr/bin/python3", script, "--proxy", f.proxy_addr,
-                                   "--tls", "--cafile", f.proxy_ca};
+  std::vector<std::string> argv = {"/usr/bin/python3", script,    "--proxy", f.proxy_addr, "--tls",
+                                   "--cafile",         f.proxy_ca};
   if (!connect.empty()) argv.insert(argv.end(), {"--connect", connect});
   if (!sni.empty()) argv.insert(argv.end(), {"--sni", sni});
   auto r = run(argv, 20s, {}, request);
@@ -64,9 +64,9 @@ TEST_CASE("explicit plain HTTP: Host header must match the absolute URL") {
   o.allow_net = {"api.example.test", "other.example.test"};
   ProxyFixture f(std::move(o), false);
   std::string port = std::to_string(f.upstream->port());
-  std::string out = plain_exchange(f, "GET http://api.example.test:" + port +
-                                          "/echo HTTP/1.1\r\nHost: other.example.test:" + port +
-                                          "\r\n\r\n");
+  std::string out =
+      plain_exchange(f, "GET http://api.example.test:" + port +
+                            "/echo HTTP/1.1\r\nHost: other.example.test:" + port + "\r\n\r\n");
   CHECK(response_status(out) == 400);
 }
 
@@ -101,12 +101,13 @@ TEST_CASE("request smuggling forms are refused with 400") {
   ProxyOptions o;
   o.allow_net = {"api.example.test"};
   ProxyFixture f(std::move(o), false);
-  std::string base = "POST http://api.example.test:" + std::to_string(f.upstream->port()) +
-                     "/echo HTTP/1.1\r\nHost: api.example.test:" +
-                     std::to_string(f.upstream->port()) + "\r\n";
+  std::string base =
+      "POST http://api.example.test:" + std::to_string(f.upstream->port()) +
+      "/echo HTTP/1.1\r\nHost: api.example.test:" + std::to_string(f.upstream->port()) + "\r\n";
   SUBCASE("Content-Length with Transfer-Encoding") {
-    auto out = plain_exchange(
-        f, base + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /x HTTP/1.1\r\n\r\n");
+    auto out = plain_exchange(f, base +
+                                     "Content-Length: 5\r\nTransfer-Encoding: "
+                                     "chunked\r\n\r\n0\r\n\r\nGET /x HTTP/1.1\r\n\r\n");
     CHECK(response_status(out) == 400);
   }
   SUBCASE("duplicate Content-Length") {
@@ -118,10 +119,10 @@ TEST_CASE("request smuggling forms are refused with 400") {
     CHECK(response_status(out) == 400);
   }
   SUBCASE("bare LF") {
-    auto out = plain_exchange(f, "GET http://api.example.test:" +
-                                     std::to_string(f.upstream->port()) +
-                                     "/echo HTTP/1.1\nHost: api.example.test:" +
-                                     std::to_string(f.upstream->port()) + "\n\n");
+    auto out = plain_exchange(
+        f, "GET http://api.example.test:" + std::to_string(f.upstream->port()) +
+               "/echo HTTP/1.1\nHost: api.example.test:" + std::to_string(f.upstream->port()) +
+               "\n\n");
     CHECK(response_status(out) == 400);
   }
   SUBCASE("Transfer-Encoding that is not chunked") {
@@ -165,8 +166,8 @@ TEST_CASE("non-canonical numeric hosts are not resolved as names") {
   ProxyFixture f(std::move(o), false);
   std::string port = std::to_string(f.upstream->port());
   for (std::string host : {"2130706433", "0x7f.0.0.1", "127.1"}) {
-    auto out = plain_exchange(f, "GET http://" + host + ":" + port + "/echo HTTP/1.1\r\nHost: " +
-                                     host + ":" + port + "\r\n\r\n");
+    auto out = plain_exchange(f, "GET http://" + host + ":" + port +
+                                     "/echo HTTP/1.1\r\nHost: " + host + ":" + port + "\r\n\r\n");
     INFO(host);
     CHECK(response_status(out) == 403);
   }
@@ -179,8 +180,8 @@ TEST_CASE("an allowed name resolving to loopback is refused without an override"
   o.allow_net = {"localhost"};
   ProxyFixture f(std::move(o), false);
   std::string port = std::to_string(f.upstream->port());
-  auto out = plain_exchange(f, "GET http://localhost:" + port +
-                                   "/echo HTTP/1.1\r\nHost: localhost:" + port + "\r\n\r\n");
+  auto out = plain_exchange(
+      f, "GET http://localhost:" + port + "/echo HTTP/1.1\r\nHost: localhost:" + port + "\r\n\r\n");
   CHECK(response_status(out) == 403);
   CHECK(out.find("loopback") != std::string::npos);
 }
@@ -194,15 +195,15 @@ TEST_CASE("oversized heads: 431 for headers, 414 for the URL") {
   ProxyFixture f(std::move(o), false);
   std::string url = "http://api.example.test:" + std::to_string(f.upstream->port());
   std::string host = "Host: api.example.test:" + std::to_string(f.upstream->port()) + "\r\n";
-  auto big = plain_exchange(f, "GET " + url + "/ HTTP/1.1\r\n" + host + "X-Big: " +
-                                   std::string(20000, 'a') + "\r\n\r\n");
+  auto big = plain_exchange(
+      f, "GET " + url + "/ HTTP/1.1\r\n" + host + "X-Big: " + std::string(20000, 'a') + "\r\n\r\n");
   CHECK(response_status(big) == 431);
   std::string many;
   for (int i = 0; i < 30; ++i) many += "X-" + std::to_string(i) + ": v\r\n";
   auto count = plain_exchange(f, "GET " + url + "/ HTTP/1.1\r\n" + host + many + "\r\n");
   CHECK(response_status(count) == 431);
-  auto longurl =
-      plain_exchange(f, "GET " + url + "/" + std::string(4000, 'u') + " HTTP/1.1\r\n" + host + "\r\n");
+  auto longurl = plain_exchange(
+      f, "GET " + url + "/" + std::string(4000, 'u') + " HTTP/1.1\r\n" + host + "\r\n");
   CHECK(response_status(longurl) == 414);
 }
 

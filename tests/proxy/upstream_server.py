@@ -4,7 +4,8 @@
 GET/POST /echo           -> JSON {method, path, headers, body} of the request as received
 GET /bytes?n=N           -> N bytes of 'x' (Content-Length)
 GET /chunked?n=N&c=C     -> N bytes in C chunks (Transfer-Encoding: chunked)
-GET /say?text=T          -> T as the body (Content-Length), to test redaction
+GET /say?text=T          -> T as the body (Content-Length), to test redaction; POST /say
+                            echoes the request body
 GET /status?code=C       -> empty response with status C (204/304 have no body)
 GET /ws                  -> WebSocket echo (RFC 6455 handshake, text/binary frames echoed)
 Prints "port <n>" on stdout once listening.
@@ -13,6 +14,7 @@ import argparse, base64, hashlib, json, socket, ssl, sys, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit, parse_qs
 
+LOG = None
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -49,12 +51,17 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         q = parse_qs(url.query)
         body = self.read_body()
+        if LOG:
+            with open(LOG, "a") as f:
+                f.write(json.dumps({"method": self.command, "path": self.path,
+                                    "headers": [[k, v] for k, v in self.headers.items()],
+                                    "body": body.decode("latin-1")}) + "\n")
         if url.path == "/ws":
             return self.websocket()
         if url.path == "/bytes":
             return self.send_body(200, b"x" * int(q["n"][0]))
         if url.path == "/say":
-            return self.send_body(200, q.get("text", [""])[0].encode())
+            return self.send_body(200, body or q.get("text", [""])[0].encode())
         if url.path == "/status":
             code = int(q["code"][0])
             self.send_response(code)
@@ -126,7 +133,10 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--cert")
     ap.add_argument("--key")
+    ap.add_argument("--log", help="append every request as a JSON line")
     args = ap.parse_args()
+    global LOG
+    LOG = args.log
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.request_queue_size = 1024
     srv = ThreadingHTTPServer((args.bind, args.port), Handler)
