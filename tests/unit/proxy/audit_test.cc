@@ -129,7 +129,7 @@ TEST_CASE("AuditLog: callback, JSONL file with mode 0600, counters") {
   unlink(path.c_str());
 }
 
-TEST_CASE("AuditLog: bad path is an error; a throwing callback is contained") {
+TEST_CASE("AuditLog: bad path is an error, a throwing callback is contained") {
   auto bad = AuditLog::create(nullptr, "/nonexistent-dir/x/audit.jsonl");
   REQUIRE(!bad.ok());
   CHECK(bad.status().code() == Errc::not_found);
