@@ -4,7 +4,9 @@
 
 #include <linux/virtio_ids.h>
 
+#include <atomic>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "../virtio/mock_driver.h"
@@ -168,6 +170,45 @@ TEST_CASE("rng: a broken queue marks the device as needing reset and stops it") 
   f.transport.notify(0);
   CHECK(fresh.used_idx() == 1);
   CHECK(fresh.used_elem(0).len == 8);
+}
+
+}  // namespace airlock::devices
+
+namespace airlock::devices {
+
+// The vCPU thread resets and re-initialises the device while the event thread keeps kicking:
+// the transport's locks must keep the device from running on queues being torn down, and must
+// not deadlock.
+TEST_CASE("rng: resets on a vCPU thread race kicks from the event thread safely") {
+  GuestMemory mem = GuestMemory::create(4 << 20).value();
+  auto rng = std::make_shared<RngDevice>();
+  MmioTransport transport(rng, mem);
+  std::atomic<int> interrupts{0};
+  transport.set_interrupt_trigger([&] { ++interrupts; });
+  std::atomic<bool> stop{false};
+  std::thread event_thread([&] {
+    while (!stop.load()) transport.notify(0);
+  });
+
+  int served_rounds = 0;
+  for (int round = 0; round < 300; ++round) {
+    MockDriver drv(mem, 16, 0x1000 + (round % 4) * 0x10000);
+    // A fresh driver zeroes its rings before handing them over.
+    std::vector<uint8_t> zeros(0x10000, 0);
+    REQUIRE(mem.write(drv.desc, zeros.data(), zeros.size()).ok());
+    virtio::testing::negotiate(transport, feature(VIRTIO_F_VERSION_1));
+    virtio::testing::setup_queue(transport, 0, drv);
+    virtio::testing::driver_ok(transport);
+    drv.add_and_publish({{kData + round * 64u, 64, true}});
+    reg_write(transport, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+    if (drv.used_idx() == 1 && drv.used_elem(0).len == 64) ++served_rounds;
+    reg_write(transport, VIRTIO_MMIO_STATUS, 0);
+  }
+  stop = true;
+  event_thread.join();
+  CHECK(served_rounds == 300);
+  CHECK(rng->requests_served() == 300);
+  CHECK(interrupts.load() >= 300);
 }
 
 }  // namespace airlock::devices
