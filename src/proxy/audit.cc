@@ -169,9 +169,11 @@ std::string audit_to_json(const AuditEvent& e) {
 }
 
 Result<std::unique_ptr<AuditLog>> AuditLog::create(AuditCallback callback,
-                                                   const std::string& jsonl_path) {
+                                                   const std::string& jsonl_path,
+                                                   SecretSet redact) {
   std::unique_ptr<AuditLog> log(new AuditLog());
   log->callback_ = std::move(callback);
+  log->redact_ = std::move(redact);
   if (!jsonl_path.empty()) {
     int fd = open(jsonl_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
     if (fd < 0) return errno_status(fmt::format("opening audit log {}", jsonl_path));
@@ -183,42 +185,54 @@ Result<std::unique_ptr<AuditLog>> AuditLog::create(AuditCallback callback,
 void AuditLog::record(const AuditEvent& event) noexcept {
   events_.fetch_add(1, std::memory_order_relaxed);
   try {
-    {
-      std::lock_guard<std::mutex> lock(counters_mu_);
-      // Denied names are guest-chosen: bound the map, fold the rest into one bucket.
-      auto it = counters_.find(event.host);
-      if (it == counters_.end())
-        it = counters_.size() < kMaxHosts ? counters_.emplace(event.host, HostCounters{}).first
-                                          : counters_.emplace(kOtherHosts, HostCounters{}).first;
-      HostCounters& c = it->second;
-      ++c.requests;
-      if (event.decision == AuditEvent::Decision::denied) ++c.denied;
-      if (event.decision == AuditEvent::Decision::error) ++c.errors;
-      c.bytes_up += event.bytes_up;
-      c.bytes_down += event.bytes_down;
-    }
-    if (file_.valid()) {
-      std::string line = audit_to_json(event);
-      line.push_back('\n');
-      // One write(2) per line with O_APPEND keeps lines whole between writers; finish a short
-      // write (rare on regular files) in a loop.
-      size_t off = 0;
-      while (off < line.size()) {
-        ssize_t n = ::write(file_.get(), line.data() + off, line.size() - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-          failures_.fetch_add(1, std::memory_order_relaxed);
-          break;
-        }
-        off += static_cast<size_t>(n);
-      }
-    }
-    if (callback_) {
-      std::lock_guard<std::mutex> lock(callback_mu_);
-      callback_(event);
+    if (redact_.empty()) {
+      deliver(event);
+    } else {
+      AuditEvent copy = event;
+      for (std::string* field :
+           {&copy.client, &copy.method, &copy.scheme, &copy.host, &copy.path, &copy.reason})
+        *field = redact_.redact(*field);
+      deliver(copy);
     }
   } catch (...) {
     failures_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void AuditLog::deliver(const AuditEvent& event) {
+  {
+    std::lock_guard<std::mutex> lock(counters_mu_);
+    // Denied names are guest-chosen: bound the map, fold the rest into one bucket.
+    auto it = counters_.find(event.host);
+    if (it == counters_.end())
+      it = counters_.size() < kMaxHosts ? counters_.emplace(event.host, HostCounters{}).first
+                                        : counters_.emplace(kOtherHosts, HostCounters{}).first;
+    HostCounters& c = it->second;
+    ++c.requests;
+    if (event.decision == AuditEvent::Decision::denied) ++c.denied;
+    if (event.decision == AuditEvent::Decision::error) ++c.errors;
+    c.bytes_up += event.bytes_up;
+    c.bytes_down += event.bytes_down;
+  }
+  if (file_.valid()) {
+    std::string line = audit_to_json(event);
+    line.push_back('\n');
+    // One write(2) per line with O_APPEND keeps lines whole between writers; finish a short
+    // write (rare on regular files) in a loop.
+    size_t off = 0;
+    while (off < line.size()) {
+      ssize_t n = ::write(file_.get(), line.data() + off, line.size() - off);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        failures_.fetch_add(1, std::memory_order_relaxed);
+        break;
+      }
+      off += static_cast<size_t>(n);
+    }
+  }
+  if (callback_) {
+    std::lock_guard<std::mutex> lock(callback_mu_);
+    callback_(event);
   }
 }
 

@@ -16,6 +16,7 @@
 #include "airlock/proxy.hpp"
 #include "airlock/status.hpp"
 #include "base/fd.h"
+#include "proxy/secrets.h"
 
 namespace airlock::proxy {
 
@@ -43,8 +44,11 @@ class AuditLog {
  public:
   // `jsonl_path` empty: no file. The file is opened O_WRONLY|O_APPEND|O_CREAT|O_CLOEXEC with
   // mode 0600 (the guest must never be able to read it, and it names every host contacted).
+  // `redact`: defence in depth; any real value of these secrets that reaches an event's text
+  // fields (a bug elsewhere) is replaced by its placeholder before anyone sees the event.
   static Result<std::unique_ptr<AuditLog>> create(AuditCallback callback,
-                                                  const std::string& jsonl_path);
+                                                  const std::string& jsonl_path,
+                                                  SecretSet redact = SecretSet());
 
   void record(const AuditEvent& event) noexcept;
 
@@ -60,7 +64,9 @@ class AuditLog {
 
  private:
   AuditLog() = default;
+  void deliver(const AuditEvent& event);
   AuditCallback callback_;
+  SecretSet redact_;
   UniqueFd file_;
   std::mutex callback_mu_;
   mutable std::mutex counters_mu_;

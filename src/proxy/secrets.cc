@@ -201,6 +201,20 @@ bool remove_line_breaks(std::string_view text, std::string* out) {
   return true;
 }
 
+std::string json_escape(std::string_view s, bool escape_slash) {
+  std::string out;
+  out.reserve(s.size() + 8);
+  for (char c : s) {
+    if (c == '"' || c == '\\' || (escape_slash && c == '/')) out += '\\';
+    if (c == '\t') {
+      out += "\\t";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
 std::string to_lower(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = lower(c);
@@ -510,6 +524,13 @@ Result<SecretSet> SecretSet::create(const std::vector<SecretSpec>& specs) {
     if (low != up) patterns.push_back(RedactPattern{Secret(low), e.placeholder});
     wipe_string(&up);
     wipe_string(&low);
+    // As a JSON string writes it (an API echoing the request back): quotes and backslashes
+    // escaped, and '/' both as is and as "\/".
+    for (bool escape_slash : {false, true}) {
+      std::string json = json_escape(v, escape_slash);
+      if (json != v) patterns.push_back(RedactPattern{Secret(json), e.placeholder});
+      wipe_string(&json);
+    }
     add_base64_patterns(v, e.placeholder, &patterns);
   }
   std::vector<std::string_view> views;

@@ -193,3 +193,27 @@ TEST_CASE("AuditLog: per-host counters are bounded") {
   CHECK(counts.size() == AuditLog::kMaxHosts + 1);
   CHECK(counts[AuditLog::kOtherHosts] == 100);
 }
+
+TEST_CASE("AuditLog: real values in event fields are redacted before delivery") {
+  const std::string value = "sk-audit-redaction-0123456789";
+  auto secrets = SecretSet::create({{"KEY", value, {"api.example"}}});
+  REQUIRE(secrets.ok());
+  std::string path = temp_path("redact.jsonl");
+  unlink(path.c_str());
+  std::vector<AuditEvent> seen;
+  auto log = AuditLog::create([&](const AuditEvent& e) { seen.push_back(e); }, path, *secrets);
+  REQUIRE(log.ok());
+  AuditEvent e = sample();
+  e.path = "/v1?key=" + value;
+  e.reason = "upstream said: bad key " + value;
+  (*log)->record(e);
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].path == "/v1?key=" + secrets->placeholder("KEY"));
+  CHECK(seen[0].reason.find(value) == std::string::npos);
+  std::ifstream in(path);
+  std::string line;
+  REQUIRE(std::getline(in, line));
+  CHECK(line.find(value) == std::string::npos);
+  CHECK(line.find(secrets->placeholder("KEY")) != std::string::npos);
+  unlink(path.c_str());
+}

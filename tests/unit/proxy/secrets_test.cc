@@ -430,6 +430,12 @@ TEST_CASE("redaction: percent-encoded and base64 echoes of a value") {
   std::string ph = set->placeholder("K");
   CHECK(set->redact("q=" + std::string("k3y%2Fwith%2Bspecial%3Dchars%26more")) == "q=" + ph);
   CHECK(set->redact("q=k3y%2fwith%2bspecial%3dchars%26more") == "q=" + ph);
+  // JSON echoes: '/' escaped or not.
+  CHECK(set->redact("{\"k\":\"k3y\\/with+special=chars&more\"}") == "{\"k\":\"" + ph + "\"}");
+  auto quoted = SecretSet::create({{"Q", "a\"quoted\\value", {"api.example"}}});
+  REQUIRE(quoted.ok());
+  CHECK(quoted->redact("{\"v\":\"a\\\"quoted\\\\value\"}") ==
+        "{\"v\":\"" + quoted->placeholder("Q") + "\"}");
   // Basic credentials echoed back: no alignment of the value survives in base64.
   for (std::string user : {"", "u", "us", "use", "user"}) {
     std::string echoed = b64(user + ":" + v);
