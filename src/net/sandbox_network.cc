@@ -109,6 +109,8 @@ Status SandboxNetwork::configure_namespace() {
   // A fresh namespace starts with forwarding off unless the host set
   // net.core.devconf_inherit_init_net; say it explicitly rather than rely on that.
   AIRLOCK_RETURN_IF_ERROR(write_sysctl("net/ipv4/ip_forward", "0"));
+  // Nothing to learn from pinging the host side; one less kernel path for the guest to poke.
+  AIRLOCK_RETURN_IF_ERROR(write_sysctl("net/ipv4/icmp_echo_ignore_all", "1"));
   // No IPv6 on the link: no link-local address, no neighbour discovery to play with. The
   // "default" setting applies to the tap created below. Absent when the kernel has no IPv6.
   for (const char* p : {"net/ipv6/conf/all/disable_ipv6", "net/ipv6/conf/default/disable_ipv6"}) {

@@ -139,6 +139,27 @@ inline std::vector<uint8_t> icmp_echo(uint32_t src, uint32_t dst) {
   return ipv4(src, dst, 1, e.b);
 }
 
+constexpr uint16_t kEthIpv6 = 0x86dd;
+constexpr Mac kAllNodesMac = {0x33, 0x33, 0x00, 0x00, 0x00, 0x01};
+
+// ICMPv6 echo request from fe80::2 to ff02::1 (all nodes), as a whole Ethernet frame.
+inline std::vector<uint8_t> icmpv6_echo_all_nodes() {
+  uint8_t src[16] = {0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2};
+  uint8_t dst[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  Bytes icmp;
+  icmp.u8(128), icmp.u8(0), icmp.u16(0), icmp.u16(0x99), icmp.u16(1), icmp.raw("airlock!", 8);
+  Bytes pseudo;
+  pseudo.raw(src, 16), pseudo.raw(dst, 16), pseudo.u32(static_cast<uint32_t>(icmp.b.size()));
+  pseudo.u8(0), pseudo.u8(0), pseudo.u8(0), pseudo.u8(58);
+  pseudo.raw(icmp.b.data(), icmp.b.size());
+  uint16_t c = checksum(pseudo.b.data(), pseudo.b.size());
+  icmp.b[2] = static_cast<uint8_t>(c >> 8), icmp.b[3] = static_cast<uint8_t>(c);
+  Bytes ip6;
+  ip6.u32(0x60000000), ip6.u16(static_cast<uint16_t>(icmp.b.size())), ip6.u8(58), ip6.u8(255);
+  ip6.raw(src, 16), ip6.raw(dst, 16), ip6.raw(icmp.b.data(), icmp.b.size());
+  return eth(kAllNodesMac, kGuestMac, kEthIpv6, ip6.b);
+}
+
 // A received frame without its vnet header.
 struct Frame {
   std::vector<uint8_t> b;
