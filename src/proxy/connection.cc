@@ -118,6 +118,10 @@ void Connection::start() {
   pump();
 }
 
+void Connection::abort_and_retire() noexcept {
+  close_now();
+}
+
 void Connection::abort() noexcept {
   if (timer_) worker_->loop().cancel(timer_);
   timer_ = 0;
@@ -333,12 +337,7 @@ bool Connection::flush_side(Side& side) {
     side.out.erase(0, side.out_off);
     side.out_off = 0;
   }
-  if (progress) {
-    touch();
-    if (side.upstream) {
-      ctx_.counters.bytes_up.fetch_add(0, std::memory_order_relaxed);
-    }
-  }
+  if (progress) touch();
   return progress;
 }
 
@@ -484,6 +483,7 @@ bool Connection::process_request_bytes() {
       arm(ctx_.options.limits.header_timeout, false, "headers");
     }
     kick_request_ = false;
+    if (req_ == ReqState::idle) request_bytes_seen_ = true;
     auto outcome = req_parser_->feed(client_.in.data(), room);
     client_.in.erase(0, outcome.consumed);
     if (outcome.consumed > 0) progress = true;
@@ -1210,20 +1210,17 @@ bool Connection::process_eof() {
   // Client side.
   if (client_.read_eof && client_.in.empty()) {
     if (req_ == ReqState::idle && resp_ == RespState::none) {
-      if (req_parser_->head().method.empty() || first_request_ || true) {
-        close_now();
-        return true;
-      }
+      close_now();  // between requests: a normal end
+      return true;
     }
-    if (req_ == ReqState::body || req_ == ReqState::deciding || req_ == ReqState::connecting) {
-      if (req_ == ReqState::body && !kick_request_) {
-        event_.decision = AuditEvent::Decision::error;
-        event_.reason = "client closed the connection during the request";
-        record_audit();
-        close_now();
-        return true;
-      }
+    if (req_ == ReqState::body && !kick_request_) {
+      event_.decision = AuditEvent::Decision::error;
+      event_.reason = "client closed the connection during the request";
+      record_audit();
+      close_now();
+      return true;
     }
+    // Half-closed after a complete request: still owed the response, then closed.
     close_after_response_ = true;
   }
   return progress;
@@ -1368,9 +1365,9 @@ void Connection::on_deadline() {
     return;
   }
   if (phase == "headers") {
-    if (client_.in.empty() && !req_parser_->head().method.empty() == false && first_request_ &&
-        !tls_client_) {
-      // Connected and sent nothing: no request to answer.
+    if (!request_bytes_seen_) {
+      close_now();  // connected and never sent a byte: nothing to answer or record
+      return;
     }
     begin_event(req_parser_->head().method, tls_client_ ? "https" : "http");
     refuse(408, "request header timeout");

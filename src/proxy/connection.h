@@ -66,6 +66,8 @@ class Connection : public ClientHelloObserver {
   void start();
   // Closes both sides now (proxy stop); no audit.
   void abort() noexcept;
+  // Closes both sides and hands the connection back to the worker to be freed.
+  void abort_and_retire() noexcept;
 
   void on_side_io(Side& side, uint32_t events);
   Result<std::string> on_client_hello(const std::string& sni) override;
@@ -146,6 +148,7 @@ class Connection : public ClientHelloObserver {
   bool start_tls_after_flush_ = false;
   bool splice_ = false;  // upgraded: bytes flow both ways unparsed
   bool first_request_ = true;
+  bool request_bytes_seen_ = false;  // any byte of a request head since the connection began
   std::string hello_refusal_;
   std::string hello_host_;
 

@@ -72,7 +72,11 @@ void EventLoop::run_timers() {
   while (!timers_.empty() && timers_.begin()->first.first <= now) {
     auto node = timers_.extract(timers_.begin());
     timer_index_.erase(node.key().second);
-    node.mapped()();
+    try {
+      node.mapped()();
+    } catch (...) {
+      AIRLOCK_LOG_ERROR("proxy", "timer callback threw");
+    }
   }
 }
 
@@ -82,7 +86,13 @@ void EventLoop::run_posted() {
     std::lock_guard lock(posted_mu_);
     batch.swap(posted_);
   }
-  for (auto& fn : batch) fn();
+  for (auto& fn : batch) {
+    try {
+      fn();
+    } catch (...) {
+      AIRLOCK_LOG_ERROR("proxy", "posted task threw");
+    }
+  }
 }
 
 void EventLoop::run(const std::function<void()>& after_iteration) {

@@ -1,6 +1,8 @@
 #include "proxy/server.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -39,6 +41,12 @@ Status Worker::init(const std::vector<std::unique_ptr<Listener>>& listeners) {
 
 void Worker::start() {
   thread_ = std::thread([this] {
+    // BoringSSL writes to sockets with write(2): a peer that went away must give EPIPE, not a
+    // SIGPIPE that kills the host application. Blocked for this thread only.
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
     loop_.run([this] { graveyard_.clear(); });
     close_all();
   });

@@ -73,19 +73,24 @@ std::string sni_from_client_hello(const SSL_CLIENT_HELLO* hello) {
 }
 
 ssl_select_cert_result_t TlsContexts::select_certificate(const SSL_CLIENT_HELLO* hello) {
-  SSL* ssl = hello->ssl;
-  auto* observer = static_cast<ClientHelloObserver*>(SSL_get_ex_data(ssl, observer_index()));
-  auto* self =
-      static_cast<TlsContexts*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), contexts_index()));
-  if (!observer || !self) return ssl_select_cert_error;
-  auto name = observer->on_client_hello(sni_from_client_hello(hello));
-  if (!name.ok()) return ssl_select_cert_error;
-  auto leaf = self->ca_->leaf_for(*name);
-  if (!leaf.ok()) return ssl_select_cert_error;
-  if (!SSL_use_certificate(ssl, (*leaf)->cert.get()) || !SSL_use_PrivateKey(ssl, (*leaf)->key) ||
-      !SSL_add1_chain_cert(ssl, self->ca_->cert()))
+  // No exception may unwind through BoringSSL's C frames.
+  try {
+    SSL* ssl = hello->ssl;
+    auto* observer = static_cast<ClientHelloObserver*>(SSL_get_ex_data(ssl, observer_index()));
+    auto* self =
+        static_cast<TlsContexts*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), contexts_index()));
+    if (!observer || !self) return ssl_select_cert_error;
+    auto name = observer->on_client_hello(sni_from_client_hello(hello));
+    if (!name.ok()) return ssl_select_cert_error;
+    auto leaf = self->ca_->leaf_for(*name);
+    if (!leaf.ok()) return ssl_select_cert_error;
+    if (!SSL_use_certificate(ssl, (*leaf)->cert.get()) || !SSL_use_PrivateKey(ssl, (*leaf)->key) ||
+        !SSL_add1_chain_cert(ssl, self->ca_->cert()))
+      return ssl_select_cert_error;
+    return ssl_select_cert_success;
+  } catch (...) {
     return ssl_select_cert_error;
-  return ssl_select_cert_success;
+  }
 }
 
 Result<std::unique_ptr<TlsContexts>> TlsContexts::create(CertificateAuthority* ca,
