@@ -27,6 +27,7 @@ struct HttpParser::Impl {
   size_t line_len = 0;
   size_t lines = 0;
   bool prev_cr = false;
+  bool in_name = false;  // inside a header field name (before its ':')
 
   static Impl* self(llhttp_t* p) { return static_cast<Impl*>(p->data); }
 
@@ -39,7 +40,7 @@ struct HttpParser::Impl {
   void reset_head_scan() {
     in_head = true;
     head_bytes = line_len = lines = 0;
-    prev_cr = false;
+    prev_cr = in_name = false;
   }
 
   // Scans head bytes; returns false on a violation.
@@ -74,6 +75,13 @@ struct HttpParser::Impl {
       }
       if (line_len == 0 && lines > 0 && (c == ' ' || c == '\t')) {
         fail(400, "obsolete line folding in message head");
+        return false;
+      }
+      if (line_len == 0) in_name = lines > 0;
+      if (in_name && c == ':') in_name = false;
+      if (in_name && (c == ' ' || c == '\t')) {
+        // "Host : x" is read as "Host" by some servers and not by others: refuse it.
+        fail(400, "whitespace in a header field name");
         return false;
       }
       ++line_len;
