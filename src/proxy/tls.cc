@@ -102,7 +102,11 @@ Result<std::unique_ptr<TlsContexts>> TlsContexts::create(CertificateAuthority* c
   t->client_.reset(SSL_CTX_new(TLS_method()));
   if (!t->server_ || !t->client_) return Status(Errc::internal, "SSL_CTX_new failed");
 
+  // The output buffers grow and move between SSL_write retries; a retry always starts with the
+  // bytes the failed call was given.
+  const uint32_t write_modes = SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
   SSL_CTX* s = t->server_.get();
+  SSL_CTX_set_mode(s, write_modes);
   SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION);
   SSL_CTX_set_select_certificate_cb(s, &TlsContexts::select_certificate);
   SSL_CTX_set_alpn_select_cb(s, &select_alpn, nullptr);
@@ -111,6 +115,7 @@ Result<std::unique_ptr<TlsContexts>> TlsContexts::create(CertificateAuthority* c
   SSL_CTX_set_options(s, SSL_OP_NO_TICKET);
 
   SSL_CTX* c = t->client_.get();
+  SSL_CTX_set_mode(c, write_modes);
   SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
   SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nullptr);
   SSL_CTX_set_alpn_protos(c, kAlpnHttp11, sizeof kAlpnHttp11);

@@ -168,3 +168,20 @@ TEST_CASE("request bodies: Content-Length, chunked, Expect: 100-continue") {
   CHECK(status_of(expect) == 200);
   CHECK(body_of(expect).find(big) != std::string::npos);
 }
+
+TEST_CASE("large transfers both ways survive TLS write retries (slow reader, big upload)") {
+  ProxyOptions o;
+  o.allow_net = {"api.example.test"};
+  ProxyFixture f(std::move(o));
+  // A rate-limited reader makes the proxy's TLS writes to the client block and retry.
+  auto slow = f.curl({"--limit-rate", "4M", "-o", f.dir.file("down")},
+                     f.url("api.example.test", "/bytes?n=3000000"));
+  CHECK(status_of(slow) == 200);
+  CHECK(std::filesystem::file_size(f.dir.file("down")) == 3000000);
+  std::string up(4 * 1024 * 1024, 'u');
+  write_text(f.dir.file("up"), up);
+  auto upload = f.curl({"--data-binary", "@" + f.dir.file("up"), "-o", f.dir.file("echo")},
+                       f.url("api.example.test", "/say"));
+  CHECK(status_of(upload) == 200);
+  CHECK(std::filesystem::file_size(f.dir.file("echo")) == up.size());
+}
