@@ -444,34 +444,36 @@ Result<std::string> random_hex(size_t bytes) {
   return out;
 }
 
-// The base64 forms of `value` at each of the three byte alignments, as the stretch of whole
-// 4-character groups that depends on the value alone (what an echo of Basic credentials or of
-// any base64 blob containing the value must contain). The replacement encodes the placeholder
-// cycled to the same byte length, so decoders still see valid base64 and read placeholder text.
 struct RedactPattern {
   Secret pattern;           // derived from a value: kept in a Secret so it is wiped
   std::string replacement;  // the placeholder, or an encoding of it
 };
 
+// The base64 forms of `value` at each of the three byte alignments: the characters whose six
+// bits all come from the value (what an echo of Basic credentials, or of any base64 blob
+// holding the value, must contain). Only the bits that share an edge character with unknown
+// neighbours (at most 4 at each end) cannot be matched. The replacement has the same length
+// and position, so the text stays valid base64 and decodes to placeholder bytes there.
 void add_base64_patterns(std::string_view value, const std::string& placeholder,
                          std::vector<RedactPattern>* out) {
+  std::string filler;
+  for (size_t i = 0; i < value.size(); ++i) filler += placeholder[i % placeholder.size()];
   for (size_t align = 0; align < 3; ++align) {
-    size_t first_byte = (3 - align) % 3;  // first value byte that starts a group
-    if (value.size() < first_byte) continue;
-    size_t whole = (value.size() - first_byte) / 3 * 3;
-    if (whole < 9) continue;  // 12 characters at least, so random text never matches
-    std::string_view core = value.substr(first_byte, whole);
-    std::string filler;
-    for (size_t i = 0; i < whole; ++i) filler += placeholder[i % placeholder.size()];
+    size_t first = (8 * align + 5) / 6;            // first char made of value bits only
+    size_t last = 8 * (align + value.size()) / 6;  // one past the last such char
+    if (last < first + 12) continue;               // too short to be told from random text
+    std::string padded = std::string(align, '\0') + std::string(value) + std::string(2, '\0');
+    std::string padded_filler = std::string(align, '\0') + filler + std::string(2, '\0');
     for (const char* alphabet : {kB64Std, kB64Url}) {
-      std::string enc = base64_encode(core, alphabet);
-      if (alphabet == kB64Url && enc == base64_encode(core, kB64Std)) {
-        wipe_string(&enc);
-        continue;
-      }
-      out->push_back(RedactPattern{Secret(enc), base64_encode(filler, alphabet)});
+      std::string enc = base64_encode(padded, alphabet).substr(first, last - first);
+      bool duplicate = false;
+      for (const RedactPattern& p : *out) duplicate = duplicate || p.pattern.equals(enc);
+      if (!duplicate)
+        out->push_back(RedactPattern{
+            Secret(enc), base64_encode(padded_filler, alphabet).substr(first, last - first)});
       wipe_string(&enc);
     }
+    wipe_string(&padded);
   }
 }
 
@@ -715,17 +717,19 @@ void BodySubstituter::emit(std::string_view text, bool final, std::string* out) 
       }
     }
   }
-  std::string_view body = text.substr(0, hold);
+  // A complete placeholder always starts before `hold` (it is longer than the held suffix),
+  // and wins over a suffix that merely looks like the start of another one.
   size_t copied = 0;
-  impl_->find_placeholders(body, [&](size_t start, size_t index, const std::string&) {
+  impl_->find_placeholders(text, [&](size_t start, size_t index, const std::string&) {
     if (index == std::string::npos || !impl_->bound(index, target_)) return;
-    out->append(body.substr(copied, start - copied));
+    out->append(text.substr(copied, start - copied));
     out->append(impl_->secrets[index].value.reveal());
     copied = start + kPlaceholderLength;
     add_unique(&substituted_, impl_->secrets[index].name);
   });
-  out->append(body.substr(copied));
-  held_.assign(text.substr(hold));
+  size_t emit_end = std::max(copied, hold);
+  out->append(text.substr(copied, emit_end - copied));
+  held_.assign(text.substr(emit_end));
 }
 
 // --- Redactor -------------------------------------------------------------------------------

@@ -6,10 +6,17 @@
 // Guarantee vs tripwire: the hard guarantee is that a value is only ever written into requests
 // for bound hosts (substitution is the only place values enter a request). Detection of
 // placeholders sent elsewhere is a tripwire that also looks through the encodings clients use
-// on their own: any letter case, percent-encoding (twice), base64 (standard or URL alphabet,
-// line-wrapped, at any alignment, e.g. Basic credentials) and combinations of these two
-// levels deep. A guest that deliberately scrambles a placeholder (XOR, reversal) only sends
-// the scrambled placeholder, which is worthless outside airlock.
+// on their own: any letter case (raw form); percent-encoding, also partial and twice; JSON
+// \u00XX escapes; base64 in either alphabet, at any alignment, line-wrapped (e.g. Basic
+// credentials, JWT-like blobs) of the placeholder written in upper or lower case; and these
+// nested two levels deep (base64 inside percent-encoding, ...). Not base64 inside base64, not
+// compressed bodies. A guest that deliberately scrambles a placeholder (XOR, reversal) only
+// sends the scrambled placeholder, which is worthless outside airlock.
+//
+// Redaction covers the raw value, its percent-encoding (either hex case), its JSON-escaped
+// forms and, for values of at least 9 bytes, its base64 forms (both alphabets, every
+// alignment); of a base64 echo only the at most 4 bits at each end that share a character
+// with unknown neighbours can survive.
 // Unknown placeholders (the prefix plus 64 hex that are not this set's) are counted, not
 // refused: they carry no secret of this set (e.g. another sandbox's placeholder).
 //

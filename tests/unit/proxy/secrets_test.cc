@@ -342,7 +342,11 @@ TEST_CASE("scanner finds a placeholder split across chunks at every offset") {
 }
 
 TEST_CASE("body substitution streams and replaces split placeholders at every offset") {
+  // A placeholder ending in 'a' once hid itself: its last byte looked like the start of the
+  // next placeholder and was held back. Draw sets until that case is covered too.
   SecretSet s = make_set();
+  for (int i = 0; i < 400 && s.placeholder("OPENAI_API_KEY").back() != 'a'; ++i) s = make_set();
+  REQUIRE(s.placeholder("OPENAI_API_KEY").back() == 'a');
   std::string ph = s.placeholder("OPENAI_API_KEY");
   std::string body = "{\"a\":\"" + ph + "\",\"b\":\"AIRLOCK_not_it\",\"c\":\"" + ph + "\"}";
   std::string expect =
@@ -437,13 +441,16 @@ TEST_CASE("redaction: percent-encoded and base64 echoes of a value") {
   CHECK(quoted->redact("{\"v\":\"a\\\"quoted\\\\value\"}") ==
         "{\"v\":\"" + quoted->placeholder("Q") + "\"}");
   // Basic credentials echoed back: no alignment of the value survives in base64.
-  for (std::string user : {"", "u", "us", "use", "user"}) {
+  for (std::string user : {"", "u", "us", "use", "user", "users"}) {
     std::string echoed = b64(user + ":" + v);
     std::string red = set->redact("{\"authorization\":\"Basic " + echoed + "\"}");
     CHECK(!contains(red, echoed));
     std::string decoded = b64_decode(red.substr(red.find("Basic ") + 6));
     CHECK(!contains(decoded, v));
     CHECK(!contains(decoded, "special=chars"));  // the middle of the value is gone
+    CHECK(!contains(decoded, v.substr(0, 2)));   // and its edges: at most 4 bits survive
+    CHECK(!contains(decoded, v.substr(v.size() - 2)));
+    CHECK(contains(decoded, ph.substr(3, 6)));  // placeholder bytes stand in its place
   }
 }
 
