@@ -12,10 +12,12 @@ struct Command {
 };
 
 int cmd_boot(int argc, char** argv);
+int cmd_run(int argc, char** argv);
 
 // The registry: one line per subcommand.
 inline constexpr Command kCommands[] = {
     {"boot", "boot a kernel + initramfs and stream its console", cmd_boot},
+    {"run", "run a command in a fresh sandbox and print its output", cmd_run},
 };
 
 }  // namespace airlock::cli

@@ -1,0 +1,165 @@
+// airlock: run untrusted commands in a Linux microVM.
+//
+//   auto sb = airlock::Sandbox::create({});          // boots, waits for the guest agent
+//   if (!sb.ok()) ... sb.status().to_string();
+//   auto r = (*sb)->sh("ls -lh /");                  // r->exit_code, r->stdout, r->stderr
+//
+// A Sandbox owns one microVM and the connection to the agent inside it. Many commands may run
+// at once. Every call that waits takes (or has) a timeout; if the sandbox dies (the guest
+// crashed, the agent was killed, or it broke the protocol) every pending and later call fails at
+// once with a clear error (Errc::closed or Errc::protocol), never a hang.
+//
+// Threads: every method may be called from any thread; close() may race with running calls
+// (they fail). Output callbacks run on an internal thread: keep them short, and do not call
+// Process::wait() of the same process from them.
+#pragma once
+
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "airlock/status.hpp"
+
+namespace airlock {
+
+using Millis = std::chrono::milliseconds;
+
+struct SandboxOptions {
+  // Guest kernel and initramfs; empty: the cached defaults (scripts/fetch-kernel.sh and
+  // scripts/build-sandbox-image.sh fill ${AIRLOCK_CACHE_DIR:-~/.cache/airlock}).
+  std::string kernel_path;
+  std::string initramfs_path;
+  uint64_t memory_bytes = 512ull << 20;
+  unsigned vcpus = 2;
+  // Default environment of every command (over PATH, HOME=/root, TERM=dumb, LANG=C.UTF-8).
+  std::map<std::string, std::string> env;
+  // From create() until the agent is ready.
+  Millis boot_timeout{30000};
+  // Guest console output (kernel messages, init's errors), as it comes; may be empty.
+  std::function<void(std::string_view)> on_console;
+};
+
+struct ExecOptions {
+  std::map<std::string, std::string> env;  // over the sandbox's defaults
+  std::string cwd;                         // empty: "/"
+  // Enforced inside the guest: the command's whole process group is killed (SIGKILL) and the
+  // result has timed_out set. Zero: no limit.
+  Millis timeout{0};
+  // How long the host waits for the result (sh/exec); past it, Errc::timeout and the command is
+  // killed. Zero: timeout + 10 s when timeout is set, else 1 hour.
+  Millis wait_timeout{0};
+  // Piped to the command's stdin, which is then closed (exec/sh only).
+  std::string stdin_data;
+};
+
+struct ExecResult {
+  int exit_code = -1;  // -1 when killed by a signal
+  int signal = 0;      // the signal that killed it, else 0
+  bool timed_out = false;
+  // glibc defines stdout/stderr as macros expanding to themselves, so these names work.
+  std::string stdout;
+  std::string stderr;
+
+  bool success() const { return exit_code == 0; }
+  // stdout without one trailing newline: `sb->sh("pwd")->text() == "/"`.
+  std::string text() const;
+};
+
+using OutputCallback = std::function<void(std::string_view)>;
+
+struct SpawnOptions {
+  std::map<std::string, std::string> env;
+  std::string cwd;
+  Millis timeout{0};  // as ExecOptions::timeout
+  // Output goes to the callbacks as it arrives; without one, it is collected for wait().
+  OutputCallback on_stdout;
+  OutputCallback on_stderr;
+};
+
+// A running command started by Sandbox::spawn. Destroying it kills the command if it still runs.
+class Process {
+ public:
+  virtual ~Process() = default;
+  virtual int pid() const = 0;  // in the guest
+  // Blocks while more than 1 MiB sent is not yet consumed by the command.
+  virtual Status write_stdin(std::string_view data, Millis timeout = Millis(30000)) = 0;
+  virtual Status close_stdin() = 0;
+  // Signals the command's process group.
+  virtual Status kill(int signal = SIGKILL) = 0;
+  // Errc::timeout when still running after `timeout` (it keeps running). The result holds the
+  // collected output of the streams that have no callback.
+  virtual Result<ExecResult> wait(Millis timeout) = 0;
+};
+
+struct FileStat {
+  enum class Type { other, regular, directory, symlink };
+  Type type = Type::other;
+  uint32_t mode = 0;  // permission bits
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+};
+
+// The guest's filesystem. Paths are guest paths; large files stream in chunks.
+class SandboxFs {
+ public:
+  virtual ~SandboxFs() = default;
+  // Creates or truncates; parent directories are created.
+  virtual Status write(const std::string& path, std::string_view data, uint32_t mode = 0644) = 0;
+  virtual Result<std::string> read(const std::string& path) = 0;
+  // Host file -> guest file (mode: the host file's, unless given).
+  virtual Status upload(const std::string& host_path, const std::string& guest_path,
+                        std::optional<uint32_t> mode = std::nullopt) = 0;
+  // Guest file -> host file (created with the guest file's mode).
+  virtual Status download(const std::string& guest_path, const std::string& host_path) = 0;
+  virtual Status mkdir(const std::string& path, uint32_t mode = 0755, bool parents = true) = 0;
+  virtual Result<FileStat> stat(const std::string& path) = 0;
+  virtual Status remove(const std::string& path, bool recursive = false) = 0;
+};
+
+// The default environment of later commands.
+class SandboxEnv {
+ public:
+  virtual ~SandboxEnv() = default;
+  virtual Result<std::map<std::string, std::string>> get() = 0;
+  virtual Result<std::optional<std::string>> get(const std::string& key) = 0;
+  virtual Status set(const std::string& key, const std::string& value) = 0;
+  virtual Status set(const std::map<std::string, std::string>& vars) = 0;
+  virtual Status unset(const std::string& key) = 0;
+};
+
+class Sandbox {
+ public:
+  // Boots the microVM and waits (up to options.boot_timeout) until the guest agent is ready.
+  static Result<std::unique_ptr<Sandbox>> create(SandboxOptions options = {});
+  virtual ~Sandbox() = default;  // close()s
+
+  // `/bin/sh -c command`.
+  virtual Result<ExecResult> sh(const std::string& command, const ExecOptions& options = {}) = 0;
+  // argv[0] is looked up in PATH; a missing program gives exit code 127 and a message on stderr.
+  virtual Result<ExecResult> exec(const std::vector<std::string>& argv,
+                                  const ExecOptions& options = {}) = 0;
+  virtual Result<std::unique_ptr<Process>> spawn(const std::vector<std::string>& argv,
+                                                 SpawnOptions options = {}) = 0;
+
+  virtual SandboxFs& fs() = 0;
+  virtual SandboxEnv& env() = 0;
+
+  // Round trip to the agent (for health checks and latency measurements).
+  virtual Result<std::string> ping(std::string_view payload = {}, Millis timeout = Millis(5000)) = 0;
+  // Ok while the sandbox runs; else why it ended.
+  virtual Status status() const = 0;
+  // Guest console output so far (bounded).
+  virtual std::string console_output() const = 0;
+
+  // Stops the microVM; running calls fail with Errc::closed. Idempotent.
+  virtual void close() = 0;
+};
+
+}  // namespace airlock
