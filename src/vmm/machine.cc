@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
@@ -82,6 +83,25 @@ class MappedFile {
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
 };
+
+// Copies from a read-only file mapping into guest memory in chunks, dropping each chunk's file
+// pages from our page tables afterwards (they stay in the page cache): the VMM's RSS then
+// holds the guest's copy only, not a second one of the kernel and initramfs.
+Status copy_from_file_mapping(const GuestMemory& mem, uint64_t gpa, const uint8_t* src, size_t len) {
+  constexpr size_t kChunk = 2 << 20;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  while (len > 0) {
+    size_t n = std::min(len, kChunk);
+    AIRLOCK_RETURN_IF_ERROR(mem.write(gpa, src, n));
+    uintptr_t begin = reinterpret_cast<uintptr_t>(src) & ~(page - 1);
+    uintptr_t end = (reinterpret_cast<uintptr_t>(src) + n) & ~(page - 1);
+    if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+    src += n;
+    gpa += n;
+    len -= n;
+  }
+  return ok_status();
+}
 
 void install_kick_handler() {
   static std::once_flag once;
@@ -167,14 +187,15 @@ struct Machine::Impl {
       if (slot.transport) slot.transport->shutdown();
   }
 
-  bool on_vcpu_thread() const {
-    auto self = pthread_self();
-    for (auto& h : vcpu_handles)
-      if (pthread_equal(h, self)) return true;
-    return false;
-  }
+  // Set on each vCPU thread to its machine, so a console callback calling stop() does not
+  // try to join itself.
+  static thread_local const Impl* current_vcpu_owner;
+  bool on_vcpu_thread() const { return current_vcpu_owner == this; }
 
-  // Records the first end of the machine and tells every thread to stop.
+  // Records the first end of the machine and tells every thread to stop. The kick happens
+  // under `mu` together with recording the exit, so join_all() (which runs only once an exit
+  // is recorded, and takes the handles away under `mu`) never joins an unkicked vCPU and we
+  // never signal a thread that was already joined.
   void finish(ExitInfo info) {
     {
       std::lock_guard lock(mu);
@@ -183,11 +204,9 @@ struct Machine::Impl {
           AIRLOCK_LOG_WARN(kLog, "machine ends with error: {}", info.status.to_string());
         exit = std::move(info);
       }
-    }
-    stop_requested.store(true);
-    for (auto& v : vcpus) v.set_immediate_exit(true);
-    {
-      std::lock_guard lock(mu);
+      stop_requested.store(true);
+      // immediate_exit covers a vCPU that is about to enter KVM_RUN; the signal one inside it.
+      for (auto& v : vcpus) v.set_immediate_exit(true);
       for (auto& h : vcpu_handles) ::pthread_kill(h, kick_signal());
     }
     signal_eventfd(stop_fd.get());
@@ -196,13 +215,13 @@ struct Machine::Impl {
 
   void join_all() {
     if (on_vcpu_thread()) return;  // a vCPU cannot join itself; the owner joins later
-    std::lock_guard lock(join_mu);
-    // A vCPU may be just between checking the flag and KVM_RUN when kicked: immediate_exit
-    // covers that, and we kick again while joining in case a signal landed too early.
-    for (size_t i = 0; i < vcpu_threads.size(); ++i) {
-      if (!vcpu_threads[i].joinable()) continue;
-      vcpu_threads[i].join();
+    std::lock_guard join_lock(join_mu);
+    {
+      std::lock_guard lock(mu);
+      vcpu_handles.clear();
     }
+    for (auto& t : vcpu_threads)
+      if (t.joinable()) t.join();
     if (event_thread.joinable()) event_thread.join();
   }
 
@@ -261,6 +280,7 @@ struct Machine::Impl {
   }
 
   void run_vcpu(size_t index) {
+    current_vcpu_owner = this;
     run_vcpu_loop(index);
     log_vcpu_state(index);
   }
@@ -376,6 +396,8 @@ struct Machine::Impl {
   }
 };
 
+thread_local const Machine::Impl* Machine::Impl::current_vcpu_owner = nullptr;
+
 Machine::Machine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Machine::~Machine() = default;
 
@@ -417,7 +439,7 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig config) {
   AIRLOCK_ASSIGN_OR_RETURN(impl->memory, GuestMemory::create(cfg.memory_bytes, x86::kMmioHoleStart));
   const uint64_t ram_end = x86::low_ram_end(cfg.memory_bytes);
   {
-    auto loaded = x86::load_kernel(impl->memory, image, ram_end);
+    auto loaded = x86::load_kernel(impl->memory, image, ram_end, copy_from_file_mapping);
     if (!loaded.ok()) return loaded.status().prefix("kernel " + cfg.kernel_path);
     impl->kernel = std::move(loaded).value();
   }
@@ -425,7 +447,7 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig config) {
     auto bytes = initrd_file->bytes();
     auto at = x86::place_initrd(impl->kernel, bytes.size(), ram_end);
     if (!at.ok()) return at.status().prefix("initramfs " + cfg.initramfs_path);
-    AIRLOCK_RETURN_IF_ERROR(impl->memory.write(*at, bytes.data(), bytes.size()));
+    AIRLOCK_RETURN_IF_ERROR(copy_from_file_mapping(impl->memory, *at, bytes.data(), bytes.size()));
     impl->initrd_addr = *at;
     impl->initrd_size = bytes.size();
   }
@@ -502,7 +524,10 @@ Status Machine::start() {
   bp.memory_bytes = m.config.memory_bytes;
   bp.acpi_rsdp_addr = rsdp;
   AIRLOCK_RETURN_IF_ERROR(x86::write_boot_params(m.memory, bp));
-  m.cmdline = cmdline;
+  {
+    std::lock_guard lock(m.mu);
+    m.cmdline = cmdline;
+  }
 
   install_kick_handler();
   int epfd = ::epoll_create1(EPOLL_CLOEXEC);

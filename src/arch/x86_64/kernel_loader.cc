@@ -29,11 +29,18 @@ setup_header read_header(std::span<const uint8_t> image) {
   return h;
 }
 
+Status copy_image(const ImageCopy& copy, const GuestMemory& mem, uint64_t gpa, const uint8_t* src,
+                  size_t len) {
+  if (copy) return copy(mem, gpa, src, len);
+  return mem.write(gpa, src, len);
+}
+
 }  // namespace
 
 Status validate_bzimage(std::span<const uint8_t> image) {
   if (image.size() < kSetupHeaderOffset + sizeof(setup_header))
-    return bad(fmt::format("kernel image truncated: {} bytes is smaller than a bzImage setup header",
+    return bad(fmt::format("kernel image truncated or not a kernel at all (not a bzImage or ELF "
+                           "vmlinux): {} bytes is smaller than a bzImage setup header",
                            image.size()));
   setup_header h = read_header(image);
   if (h.header != kHdrSMagic)
@@ -60,7 +67,7 @@ Status validate_bzimage(std::span<const uint8_t> image) {
 }
 
 Result<LoadedKernel> load_bzimage(const GuestMemory& mem, std::span<const uint8_t> image,
-                                  uint64_t ram_end) {
+                                  uint64_t ram_end, const ImageCopy& copy) {
   AIRLOCK_RETURN_IF_ERROR(validate_bzimage(image));
   setup_header h = read_header(image);
   uint64_t setup_sects = h.setup_sects == 0 ? 4 : h.setup_sects;
@@ -75,7 +82,7 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& mem, std::span<const uint8_
                   fmt::format("kernel needs memory up to {} MiB but the guest has {} MiB below "
                               "the MMIO hole: give the machine more memory",
                               (end + (1 << 20) - 1) >> 20, ram_end >> 20));
-  AIRLOCK_RETURN_IF_ERROR(mem.write(load, image.data() + payload_off, payload_len));
+  AIRLOCK_RETURN_IF_ERROR(copy_image(copy, mem, load, image.data() + payload_off, payload_len));
   LoadedKernel k;
   k.format = KernelFormat::bzimage;
   k.load_addr = load;
@@ -86,7 +93,7 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& mem, std::span<const uint8_
 }
 
 Result<LoadedKernel> load_elf(const GuestMemory& mem, std::span<const uint8_t> image,
-                              uint64_t ram_end) {
+                              uint64_t ram_end, const ImageCopy& copy) {
   if (image.size() < sizeof(Elf64_Ehdr))
     return bad(fmt::format("ELF kernel truncated: {} bytes", image.size()));
   Elf64_Ehdr eh;
@@ -120,7 +127,8 @@ Result<LoadedKernel> load_elf(const GuestMemory& mem, std::span<const uint8_t> i
                     fmt::format("ELF segment {} at {:#x}+{:#x} does not fit in guest RAM below "
                                 "{:#x}: give the machine more memory",
                                 i, ph.p_paddr, ph.p_memsz, ram_end));
-    AIRLOCK_RETURN_IF_ERROR(mem.write(ph.p_paddr, image.data() + ph.p_offset, ph.p_filesz));
+    AIRLOCK_RETURN_IF_ERROR(
+        copy_image(copy, mem, ph.p_paddr, image.data() + ph.p_offset, ph.p_filesz));
     if (ph.p_memsz > ph.p_filesz) {
       uint8_t* bss = mem.host_ptr(ph.p_paddr + ph.p_filesz, ph.p_memsz - ph.p_filesz);
       if (!bss) return Status(Errc::internal, "ELF bss outside guest memory");
@@ -154,9 +162,9 @@ Result<LoadedKernel> load_elf(const GuestMemory& mem, std::span<const uint8_t> i
 }
 
 Result<LoadedKernel> load_kernel(const GuestMemory& mem, std::span<const uint8_t> image,
-                                 uint64_t ram_end) {
-  if (is_elf(image)) return load_elf(mem, image, ram_end);
-  return load_bzimage(mem, image, ram_end);
+                                 uint64_t ram_end, const ImageCopy& copy) {
+  if (is_elf(image)) return load_elf(mem, image, ram_end, copy);
+  return load_bzimage(mem, image, ram_end, copy);
 }
 
 }  // namespace airlock::x86

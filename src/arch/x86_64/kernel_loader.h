@@ -8,6 +8,7 @@
 #include <asm/bootparam.h>
 
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "airlock/status.hpp"
@@ -27,16 +28,22 @@ struct LoadedKernel {
   setup_header header{};
 };
 
+// How image bytes reach guest memory. Empty: a plain checked copy. The machine passes one that
+// also releases the file pages it has copied, so loading a large vmlinux does not raise the
+// VMM's peak RSS.
+using ImageCopy =
+    std::function<Status(const GuestMemory& mem, uint64_t gpa, const uint8_t* src, size_t len)>;
+
 // Validates a bzImage setup header without touching guest memory. `image` is the whole file.
 Status validate_bzimage(std::span<const uint8_t> image);
 
 // Loads a bzImage or an ELF vmlinux (detected by magic) into `mem`. `ram_end` bounds the
 // kernel: everything it needs must lie below it (low RAM, below the MMIO hole).
 Result<LoadedKernel> load_kernel(const GuestMemory& mem, std::span<const uint8_t> image,
-                                 uint64_t ram_end);
+                                 uint64_t ram_end, const ImageCopy& copy = {});
 Result<LoadedKernel> load_bzimage(const GuestMemory& mem, std::span<const uint8_t> image,
-                                  uint64_t ram_end);
+                                  uint64_t ram_end, const ImageCopy& copy = {});
 Result<LoadedKernel> load_elf(const GuestMemory& mem, std::span<const uint8_t> image,
-                              uint64_t ram_end);
+                              uint64_t ram_end, const ImageCopy& copy = {});
 
 }  // namespace airlock::x86
