@@ -99,7 +99,7 @@ cp "$work/root/boot/config-$ver" "$stage/config"
 cp "$work/root/boot/System.map-$ver" "$stage/System.map"
 
 log "generating modules.dep"
-depmod -b "$work/root" -F "$stage/System.map" "$ver" || die "depmod failed"
+depmod -b "$work/root" "$ver" || die "depmod failed"
 [ -s "$work/root/lib/modules/$ver/modules.dep" ] || die "depmod wrote no modules.dep"
 mv "$work/root/lib/modules/$ver" "$stage/modules"
 

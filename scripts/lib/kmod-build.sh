@@ -52,7 +52,10 @@ build_helper_module() {
   work="$(mktemp -d "$kdir/.kmod.XXXXXX")"
   cp "$src" "$work/"
   echo "obj-m := $name.o" >"$work/Kbuild"
-  if ! make -s -C "$build" M="$work" modules >"$work/build.log" 2>&1; then
+  # Map the temp and cache paths away so the .ko (its build-id) is the same in every cache.
+  if ! make -s -C "$build" M="$work" \
+    KCFLAGS="-ffile-prefix-map=$work=/airlock-kmod -ffile-prefix-map=$kdir/headers=" \
+    modules >"$work/build.log" 2>&1; then
     cat "$work/build.log" >&2
     rm -rf "$work"
     die "building $name.ko failed"
