@@ -185,3 +185,22 @@ TEST_CASE("large transfers both ways survive TLS write retries (slow reader, big
   CHECK(status_of(upload) == 200);
   CHECK(std::filesystem::file_size(f.dir.file("echo")) == up.size());
 }
+
+TEST_CASE("pipelined requests are answered in order") {
+  ProxyOptions o;
+  o.allow_net = {"api.example.test"};
+  ProxyFixture f(std::move(o), false);
+  std::string base = "http://api.example.test:" + std::to_string(f.upstream->port());
+  std::string host = "Host: api.example.test:" + std::to_string(f.upstream->port()) + "\r\n";
+  RawClient c(f.proxy_addr);
+  c.send_all("GET " + base + "/echo?n=1 HTTP/1.1\r\n" + host + "\r\n" + "GET " + base +
+             "/echo?n=2 HTTP/1.1\r\n" + host + "\r\n" + "GET " + base + "/echo?n=3 HTTP/1.1\r\n" +
+             host + "Connection: close\r\n\r\n");
+  std::string out = c.read_until_close(std::chrono::seconds(10));
+  size_t a = out.find("/echo?n=1"), b = out.find("/echo?n=2"), d = out.find("/echo?n=3");
+  CHECK(a != std::string::npos);
+  CHECK(b != std::string::npos);
+  CHECK(d != std::string::npos);
+  CHECK(a < b);
+  CHECK(b < d);
+}

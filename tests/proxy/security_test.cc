@@ -250,3 +250,47 @@ TEST_CASE("bad CONNECT authorities and origin-form requests to the explicit prox
   auto origin = plain_exchange(f, "GET /echo HTTP/1.1\r\nHost: api.example.test\r\n\r\n");
   CHECK(response_status(origin) == 400);
 }
+
+TEST_CASE("IPv6 forms embedding loopback are refused") {
+  ProxyOptions o;
+  o.allow_net = {"api.example.test"};
+  ProxyFixture f(std::move(o), false);
+  std::string port = std::to_string(f.upstream->port());
+  for (std::string host : {"[::ffff:127.0.0.1]", "[::1]", "[64:ff9b::7f00:1]"}) {
+    auto out = plain_exchange(
+        f, "CONNECT " + host + ":" + port + " HTTP/1.1\r\nHost: " + host + ":" + port + "\r\n\r\n");
+    INFO(host);
+    CHECK(response_status(out) == 403);
+  }
+}
+
+TEST_CASE("an upstream whose certificate does not verify gets 502, never a silent pass") {
+  TempDir dir;
+  TestPki pki(dir);
+  Upstream up(&pki);
+  ProxyOptions o;
+  o.allow_net = {"api.example.test"};
+  o.resolve_override["api.example.test"] = "127.0.0.1";
+  o.ca_bundle = "/etc/ssl/certs/ca-certificates.crt";  // the test CA is NOT added
+  auto p = Proxy::start(std::move(o));
+  REQUIRE(p.ok());
+  std::string ca = dir.file("proxy-ca.pem");
+  write_text(ca, (*p)->ca_pem());
+  auto r = run({"curl", "-sS", "--max-time", "10", "-x", "http://" + (*p)->listen_addresses()[0],
+                "--cacert", ca, "-w", "\n%{http_code}",
+                "https://api.example.test:" + std::to_string(up.port()) + "/echo"},
+               20s);
+  CHECK(status_of(r) == 502);
+  CHECK(r.out.find("certificate") != std::string::npos);
+  (*p)->stop();
+}
+
+TEST_CASE("upstream name mismatch: a certificate for another name is refused") {
+  // The test certificate has no SAN for this name, so hostname verification must fail.
+  ProxyOptions o;
+  o.allow_net = {"nomatch.example.test"};
+  o.resolve_override["nomatch.example.test"] = "127.0.0.1";
+  ProxyFixture f(std::move(o));
+  auto r = f.curl({}, f.url("nomatch.example.test", "/echo"));
+  CHECK(status_of(r) == 502);
+}
