@@ -26,9 +26,7 @@ int main(int argc, char** argv) {
   config.cmdline_extra = argv[4];
   config.memory_bytes = 512ull << 20;
   config.vcpus = 1;
-  config.on_console = [](std::string_view s) {
-    (void)!::write(1, s.data(), s.size());
-  };
+  config.on_console = [](std::string_view s) { (void)!::write(1, s.data(), s.size()); };
   const long timeout_s = argc > 5 ? std::atol(argv[5]) : 900;
   auto machine = vmm::Machine::create(config);
   if (!machine.ok()) {

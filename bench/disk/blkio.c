@@ -17,14 +17,14 @@ static double now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static uint64_t xorshift(uint64_t *s) {
+static uint64_t xorshift(uint64_t* s) {
   *s ^= *s << 13;
   *s ^= *s >> 7;
   *s ^= *s << 17;
   return *s;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc != 6) {
     fprintf(stderr, "usage: blkio DEV seqread|seqwrite|randread|randwrite BS SECONDS SPAN_MB\n");
     return 2;
@@ -40,7 +40,7 @@ int main(int argc, char **argv) {
     perror(dev);
     return 1;
   }
-  void *buf;
+  void* buf;
   if (posix_memalign(&buf, 4096, bs) != 0) return 1;
   memset(buf, 0x5a, bs);
   const uint64_t blocks = span / bs;

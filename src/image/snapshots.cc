@@ -61,7 +61,8 @@ std::string ImageStore::manifest_path(const std::string& name) const {
 
 Status ImageStore::publish_snapshot(int src_fd, const std::string& name) {
   const std::string tmp = temp_path(snapshots_dir(), name);
-  AIRLOCK_ASSIGN_OR_RETURN(CopyStats copied, copy_image(src_fd, tmp, 0444));
+  // Writable by its owner until published: the journal replay below opens it read-write.
+  AIRLOCK_ASSIGN_OR_RETURN(CopyStats copied, copy_image(src_fd, tmp, 0600));
   (void)copied;
   auto info = inspect(tmp);
   if (!info.ok()) {
@@ -75,6 +76,11 @@ Status ImageStore::publish_snapshot(int src_fd, const std::string& name) {
       ::unlink(tmp.c_str());
       return s.prefix("replaying the journal of snapshot " + name);
     }
+  }
+  if (::chmod(tmp.c_str(), 0444) != 0) {
+    Status s = errno_status("chmod of snapshot " + name);
+    ::unlink(tmp.c_str());
+    return s;
   }
   return publish(tmp, snapshot_path(name), "snapshot " + name);
 }

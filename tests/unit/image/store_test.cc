@@ -204,3 +204,25 @@ TEST_CASE("store: root snapshots stack layers on a base, and layers in use stay"
 }
 
 }  // namespace airlock::image
+
+namespace airlock::image {
+
+TEST_CASE("store: a snapshot of a volume with a pending journal is replayed in the copy only") {
+  StoreFixture f;
+  auto v = f.store.create_volume("data", kVolumeSize);
+  REQUIRE(v.ok());
+  testing::put_file(v->path, "kept.txt", "kept\n", f.dir.path);
+  // What a sandbox killed mid-write leaves behind (debugfs keeps the superblock checksum right).
+  testing::shell_output(testing::debugfs() + " -w -R 'feature needs_recovery' " + v->path +
+                        " 2>&1");
+  REQUIRE(inspect(v->path)->needs_recovery);
+  auto snap = f.store.snapshot_volume("data", "s");
+  REQUIRE_MESSAGE(snap.ok(), snap.status().to_string());
+  auto info = inspect(snap->path);
+  REQUIRE(info.ok());
+  CHECK(!info->needs_recovery);
+  CHECK(testing::get_file(snap->path, "kept.txt") == "kept\n");
+  CHECK(inspect(v->path)->needs_recovery);  // the volume itself is not touched
+}
+
+}  // namespace airlock::image
