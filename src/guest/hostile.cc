@@ -65,9 +65,11 @@ int run_hostile(const char* mode, const char* agent_pid_text) {
   signal(SIGPIPE, SIG_IGN);
   std::string m = mode;
   if (m == "connect-flood") {
-    // Connection requests to ports nobody listens on, as fast as possible.
+    // Connection requests to ports nobody listens on, as fast as possible; the second
+    // argument is how many.
+    int count = atoi(agent_pid_text);
     int refused = 0;
-    for (int i = 0; i < 2000; ++i) {
+    for (int i = 0; i < count; ++i) {
       int fd = socket(AF_VSOCK, SOCK_STREAM, 0);
       struct sockaddr_vm a {};
       a.svm_family = AF_VSOCK;

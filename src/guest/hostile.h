@@ -5,7 +5,8 @@
 
 namespace airlock::guest {
 
-// MODE: garbage | huge | unknown-op | wrong-direction | flood | connect-flood.
-int run_hostile(const char* mode, const char* agent_pid);
+// MODE: garbage | huge | unknown-op | wrong-direction | flood (ARG: the agent's pid), or
+// connect-flood (ARG: how many connection attempts).
+int run_hostile(const char* mode, const char* arg);
 
 }  // namespace airlock::guest
