@@ -395,6 +395,10 @@ void Connection::close_side(Side& side) noexcept {
 
 void Connection::close_now() noexcept {
   if (closed_) return;
+  try {
+    release_upstream();
+  } catch (...) {
+  }
   abort();
   if (!retired_) {
     retired_ = true;
@@ -405,8 +409,7 @@ void Connection::close_now() noexcept {
 void Connection::finish(bool flush_first) {
   if (closed_) return;
   closing_ = true;
-  close_side(upstream_);
-  upstream_ready_ = false;
+  release_upstream();
   if (!flush_first || client_.pending_out() == 0 || client_.failed || !client_.fd.valid()) {
     close_now();
     return;
@@ -770,17 +773,32 @@ void Connection::continue_after_hook() {
 }
 
 void Connection::ensure_upstream() {
-  std::string key = identity_->authority();
+  std::string key = std::string(tls_client_ ? "https://" : "http://") + identity_->authority();
   if (upstream_.fd.valid() && upstream_key_ == key && upstream_ready_ && upstream_keep_alive_ &&
       !upstream_.read_eof && !upstream_.failed) {
     maybe_send_request();
     return;
   }
-  close_side(upstream_);
-  upstream_ready_ = false;
+  release_upstream();
   upstream_keep_alive_ = true;
   upstream_key_ = key;
+  UniqueFd pooled_fd;
+  bssl::UniquePtr<SSL> pooled_ssl;
+  if (worker_->upstream_pool().take(key, &pooled_fd, &pooled_ssl)) {
+    // A verified, idle connection to the same scheme://host:port: no resolve, connect or
+    // handshake.
+    upstream_.fd = std::move(pooled_fd);
+    upstream_.ssl = std::move(pooled_ssl);
+    on_upstream_ready();
+    return;
+  }
   uint64_t seq = ++async_seq_;
+  arm(ctx_.options.limits.connect_timeout, false, "connect");
+  if (identity_->ip) {
+    // An IP literal needs no DNS: check it here rather than hop through the pool.
+    on_resolved(seq, ctx_.resolver.resolve_checked(identity_->host, identity_->port, ctx_.policy));
+    return;
+  }
   Worker* worker = worker_;
   uint64_t id = id_;
   ProxyContext* ctx = &ctx_;
@@ -788,19 +806,38 @@ void Connection::ensure_upstream() {
   bool queued = ctx_.pool->submit([worker, id, seq, ctx, target] {
     auto resolved = ctx->resolver.resolve_checked(target.host, target.port, ctx->policy);
     worker->loop().post([worker, id, seq, resolved = std::move(resolved)] {
-      if (Connection* c = worker->find(id)) c->on_resolved(seq, resolved);
+      if (Connection* c = worker->find(id)) {
+        c->on_resolved(seq, resolved);
+        c->pump();
+      }
     });
   });
   if (!queued) return refuse(503, "proxy is stopping");
-  arm(ctx_.options.limits.connect_timeout, false, "connect");
 }
 
+// Hands an idle, healthy upstream connection to the worker's pool; closes anything else.
+void Connection::release_upstream() {
+  if (!upstream_.fd.valid()) return;
+  bool in_flight = head_sent_ && !(resp_ == RespState::done && req_ == ReqState::done);
+  bool reusable = upstream_ready_ && upstream_keep_alive_ && !in_flight && !splice_ &&
+                  !upstream_.failed && !upstream_.read_eof && !upstream_.connecting &&
+                  !upstream_.handshaking && upstream_.in.empty() && upstream_.pending_out() == 0;
+  if (reusable) {
+    if (upstream_.registered) worker_->loop().remove(upstream_.fd.get());
+    upstream_.registered = false;
+    upstream_.interest = 0;
+    worker_->upstream_pool().put(upstream_key_, std::move(upstream_.fd), std::move(upstream_.ssl));
+  }
+  close_side(upstream_);
+  upstream_ready_ = false;
+}
+
+// Called from the posted resolver result (then pumped) or inline for IP literals (inside pump).
 void Connection::on_resolved(uint64_t seq, const Result<ResolvedAddress>& resolved) {
   if (closed_ || seq != async_seq_) return;
   if (!resolved.ok()) {
     const Status& st = resolved.status();
     refuse(st.code() == Errc::denied ? 403 : 502, st.message());
-    pump();
     return;
   }
   sockaddr_storage ss{};
@@ -808,7 +845,6 @@ void Connection::on_resolved(uint64_t seq, const Result<ResolvedAddress>& resolv
   int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     refuse(502, "cannot create upstream socket");
-    pump();
     return;
   }
   upstream_.fd.reset(fd);
@@ -817,14 +853,10 @@ void Connection::on_resolved(uint64_t seq, const Result<ResolvedAddress>& resolv
   int r = ::connect(fd, reinterpret_cast<sockaddr*>(&ss), len);
   if (r < 0 && errno != EINPROGRESS) {
     upstream_failed(fmt::format("cannot connect to upstream: {}", strerror(errno)), 502);
-    pump();
     return;
   }
+  // Even an immediate connect is completed through EPOLLOUT, so this never re-enters pump().
   upstream_.connecting = true;
-  if (r == 0) {
-    on_side_io(upstream_, EPOLLOUT);
-    return;
-  }
   update_interest(upstream_);
 }
 
@@ -1160,10 +1192,7 @@ void Connection::request_complete() {
     finish(true);
     return;
   }
-  if (!reuse_upstream) {
-    close_side(upstream_);
-    upstream_ready_ = false;
-  }
+  if (!reuse_upstream) release_upstream();
   // Ready for the next request on this connection.
   req_ = ReqState::idle;
   resp_ = RespState::none;

@@ -70,6 +70,8 @@ class Connection : public ClientHelloObserver {
   void abort_and_retire() noexcept;
 
   void on_side_io(Side& side, uint32_t events);
+  // Makes every possible progress on both sides, then updates epoll interest.
+  void pump();
   Result<std::string> on_client_hello(const std::string& sni) override;
 
  private:
@@ -80,7 +82,6 @@ class Connection : public ClientHelloObserver {
   HttpLimits http_limits() const;
 
   // I/O
-  void pump();
   bool do_io(Side& side);
   bool handshake(Side& side);
   bool read_side(Side& side);
@@ -103,6 +104,7 @@ class Connection : public ClientHelloObserver {
                       const std::string& error);
   void continue_after_hook();
   void ensure_upstream();
+  void release_upstream();
   void on_resolved(uint64_t seq, const Result<ResolvedAddress>& resolved);
   void on_upstream_ready();
   std::string build_request_head(int64_t content_length);

@@ -64,6 +64,7 @@ void Worker::close_all() noexcept {
   for (auto& [id, conn] : connections_) conn->abort();
   connections_.clear();
   graveyard_.clear();
+  upstream_pool_.clear();
 }
 
 void Worker::accept_from(const Listener& listener) {

@@ -23,6 +23,7 @@
 #include "proxy/resolver.h"
 #include "proxy/secrets.h"
 #include "proxy/tls.h"
+#include "proxy/upstream_pool.h"
 
 namespace airlock::proxy {
 
@@ -82,6 +83,7 @@ class Worker {
   void join() noexcept;
 
   EventLoop& loop() { return loop_; }
+  UpstreamPool& upstream_pool() { return upstream_pool_; }
   ProxyContext& ctx() { return *ctx_; }
   unsigned index() const { return index_; }
 
@@ -96,6 +98,7 @@ class Worker {
   ProxyContext* ctx_;
   unsigned index_;
   EventLoop loop_;
+  UpstreamPool upstream_pool_{&loop_};
   std::thread thread_;
   std::vector<std::unique_ptr<ListenerHandler>> listener_handlers_;
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;

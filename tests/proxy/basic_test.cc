@@ -204,3 +204,21 @@ TEST_CASE("pipelined requests are answered in order") {
   CHECK(a < b);
   CHECK(b < d);
 }
+
+TEST_CASE("idle upstream connections are reused across client connections") {
+  ProxyOptions o;
+  o.allow_net = {"api.example.test"};
+  o.worker_threads = 1;  // the pool is per worker
+  ProxyFixture f(std::move(o));
+  for (int i = 0; i < 3; ++i)
+    CHECK(status_of(f.curl({}, f.url("api.example.test", "/echo"))) == 200);
+  // Every request reached the upstream from the same TCP connection (same peer port).
+  std::string log = read_text(f.upstream_log);
+  std::vector<std::string> ports;
+  for (size_t at = log.find("\"peer_port\": "); at != std::string::npos;
+       at = log.find("\"peer_port\": ", at + 1))
+    ports.push_back(log.substr(at + 13, log.find(',', at) - at - 13));
+  REQUIRE(ports.size() == 3);
+  CHECK(ports[0] == ports[1]);
+  CHECK(ports[1] == ports[2]);
+}

@@ -54,6 +54,7 @@ class Handler(BaseHTTPRequestHandler):
         if LOG:
             with open(LOG, "a") as f:
                 f.write(json.dumps({"method": self.command, "path": self.path,
+                                    "peer_port": self.client_address[1],
                                     "headers": [[k, v] for k, v in self.headers.items()],
                                     "body": body.decode("latin-1")}) + "\n")
         if url.path == "/ws":
