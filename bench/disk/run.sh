@@ -5,13 +5,14 @@
 #
 #   bench/disk/run.sh [BUILD_DIR]        (default build/; needs BUILD_DIR/bench/bench_disk)
 #   AIRLOCK_BENCH_SECS=5                 seconds per pattern
+#   AIRLOCK_BENCH_ROUNDS=3               alternating airlock/QEMU rounds; medians are compared
 #
 # Runs itself under scripts/kvm-run (nested QEMU TCG with kvm-amd where this machine's /dev/kvm
 # cannot boot Debian's kernel at speed). Absolute numbers there are emulated: only the ratios
 # mean something. Ends with
 #   RESULT blk_seq_vs_qemu=<x> blk_rand_vs_qemu=<y>
-# x: geometric mean of airlock/QEMU MB/s over seqread and seqwrite; y: the same over the IOPS
-# of randread and randwrite. Above 1.0 airlock is faster.
+# x: geometric mean of the airlock/QEMU ratios of median MB/s for seqread and seqwrite; y: the
+# same for the median IOPS of randread and randwrite. Above 1.0 airlock is faster.
 set -euo pipefail
 AIRLOCK_PROG=bench-disk
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -20,6 +21,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 
 build="$(cd "${1:-$here/../../build}" && pwd)"
 secs="${AIRLOCK_BENCH_SECS:-5}"
+rounds="${AIRLOCK_BENCH_ROUNDS:-3}"
 bench_bin="$build/bench/bench_disk"
 [ -x "$bench_bin" ] || die "$bench_bin missing: ninja -C $build bench_disk"
 
@@ -29,7 +31,7 @@ if [ "${AIRLOCK_BENCH_INSIDE:-0}" != 1 ]; then
   # A paravirtual /dev/kvm (kvm_pvm) creates VMs but cannot run a stock kernel at speed, and
   # neither can QEMU on it: use the nested runner there, as without vmx/svm.
   if [ -d /sys/module/kvm_pvm ] || ! grep -qwE 'vmx|svm' /proc/cpuinfo; then nested=(--nested); fi
-  exec env AIRLOCK_BENCH_INSIDE=1 AIRLOCK_BENCH_SECS="$secs" \
+  exec env AIRLOCK_BENCH_INSIDE=1 AIRLOCK_BENCH_SECS="$secs" AIRLOCK_BENCH_ROUNDS="$rounds" \
     "$here/../../scripts/kvm-run" "${nested[@]}" --timeout 1800 -- "$0" "$build"
 fi
 
@@ -51,32 +53,47 @@ cat "$base_initramfs" "$work/extra.cpio.gz" >"$work/bench.cpio.gz"
 dd if=/dev/urandom of="$work/disk.img" bs=1M count=256 status=none
 args="airlock_test=diskbench airlock_bench_secs=$secs"
 
-log "airlock: $secs s per pattern"
-"$bench_bin" "$kernel" "$work/bench.cpio.gz" "$work/disk.img" "$args" 900 >"$work/airlock.out" ||
-  { cat "$work/airlock.out" >&2; die "airlock run failed"; }
-log "qemu -M microvm: $secs s per pattern"
-timeout 900 qemu-system-x86_64 -M microvm -enable-kvm -cpu host -smp 1 -m 512 \
-  -nodefaults -no-user-config -display none -serial stdio -no-reboot \
-  -kernel "$kernel" -initrd "$work/bench.cpio.gz" \
-  -append "console=ttyS0 reboot=k panic=-1 quiet $args" \
-  -drive id=d0,file="$work/disk.img",format=raw,if=none \
-  -device virtio-blk-device,drive=d0,serial=bench </dev/null >"$work/qemu.out" 2>&1 ||
-  { cat "$work/qemu.out" >&2; die "qemu run failed"; }
-
-for f in airlock qemu; do
-  grep -q BENCH_DONE "$work/$f.out" || { cat "$work/$f.out" >&2; die "$f: benchmark did not finish"; }
-  tr -d '\r' <"$work/$f.out" | grep '^BENCH ' >"$work/$f.txt"
-  echo "--- $f"
-  cat "$work/$f.txt"
+# Rounds alternate airlock and QEMU, so that load from elsewhere on the machine hits both alike;
+# the median of the rounds counts.
+: >"$work/airlock.txt"
+: >"$work/qemu.txt"
+for round in $(seq 1 "$rounds"); do
+  log "round $round/$rounds: airlock, $secs s per pattern"
+  "$bench_bin" "$kernel" "$work/bench.cpio.gz" "$work/disk.img" "$args" 900 >"$work/airlock.out" ||
+    { cat "$work/airlock.out" >&2; die "airlock run failed"; }
+  log "round $round/$rounds: qemu -M microvm, $secs s per pattern"
+  timeout 900 qemu-system-x86_64 -M microvm -enable-kvm -cpu host -smp 1 -m 512 \
+    -nodefaults -no-user-config -display none -serial stdio -no-reboot \
+    -kernel "$kernel" -initrd "$work/bench.cpio.gz" \
+    -append "console=ttyS0 reboot=k panic=-1 quiet $args" \
+    -drive id=d0,file="$work/disk.img",format=raw,if=none \
+    -device virtio-blk-device,drive=d0,serial=bench </dev/null >"$work/qemu.out" 2>&1 ||
+    { cat "$work/qemu.out" >&2; die "qemu run failed"; }
+  for f in airlock qemu; do
+    grep -q BENCH_DONE "$work/$f.out" || { cat "$work/$f.out" >&2; die "$f: benchmark did not finish"; }
+    tr -d '\r' <"$work/$f.out" | grep '^BENCH ' | tee -a "$work/$f.txt" | sed "s/^/$f: /"
+  done
 done
+
 awk '
-  FNR == 1 { vmm = (FILENAME ~ /airlock\.txt$/) ? "a" : "q" }
+  function median(key,    n, i, j, t, a) {
+    n = count[key]
+    for (i = 1; i <= n; i++) a[i] = val[key, i]
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+  }
+  FNR == 1 { vmm = (FILENAME ~ /airlock\.txt$/) ? "airlock" : "qemu" }
   /^BENCH / {
     for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-    mb[vmm, $2] = v["MBps"]; io[vmm, $2] = v["iops"]
+    key = vmm SUBSEP $2
+    val[key, ++count[key]] = ($2 ~ /^seq/) ? v["MBps"] : v["iops"]
   }
   END {
-    seq = sqrt((mb["a", "seqread"] / mb["q", "seqread"]) * (mb["a", "seqwrite"] / mb["q", "seqwrite"]))
-    rnd = sqrt((io["a", "randread"] / io["q", "randread"]) * (io["a", "randwrite"] / io["q", "randwrite"]))
-    printf "RESULT blk_seq_vs_qemu=%.2f blk_rand_vs_qemu=%.2f\n", seq, rnd
+    split("seqread seqwrite randread randwrite", modes, " ")
+    for (m = 1; m <= 4; m++) {
+      a = median("airlock" SUBSEP modes[m]); q = median("qemu" SUBSEP modes[m])
+      ratio[modes[m]] = a / q
+      printf "median %-9s airlock %8.2f  qemu %8.2f  %s  ratio %.2f\n", modes[m], a, q, (m <= 2) ? "MB/s" : "IOPS", a / q
+    }
+    printf "RESULT blk_seq_vs_qemu=%.2f blk_rand_vs_qemu=%.2f\n", sqrt(ratio["seqread"] * ratio["seqwrite"]), sqrt(ratio["randread"] * ratio["randwrite"])
   }' "$work/airlock.txt" "$work/qemu.txt"
