@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <linux/vm_sockets.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -48,11 +49,17 @@ int steal_agent_socket(pid_t agent) {
   return found;
 }
 
+// The stolen socket shares the agent's O_NONBLOCK: wait for room instead of failing.
 bool write_all(int fd, const std::string& data) {
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = write(fd, data.data() + off, data.size() - off);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      struct pollfd p = {fd, POLLOUT, 0};
+      poll(&p, 1, 10000);
+      continue;
+    }
     if (n <= 0) return false;
     off += static_cast<size_t>(n);
   }

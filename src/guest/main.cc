@@ -3,6 +3,7 @@
 //   airlock-guest-agent                 as PID 1: init + agent
 //   airlock-guest-agent agent           the agent alone (connects to the host over vsock)
 //   airlock-guest-agent serve-fd FD     the agent on an inherited connected socket (host tests)
+//   airlock-guest-agent echo-server PORT  benchmark tool: vsock echo server
 //   airlock-guest-agent hostile MODE PID  test tool: takes over the agent's connection and
 //                                        misbehaves (see hostile.cc)
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <cstring>
 
 #include "guest/agent.h"
+#include "guest/echo.h"
 #include "guest/hostile.h"
 #include "guest/init.h"
 
@@ -20,6 +22,8 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "agent") == 0) return airlock::guest::run_agent();
   if (argc >= 3 && std::strcmp(argv[1], "serve-fd") == 0)
     return airlock::guest::serve_connection(std::atoi(argv[2]));
+  if (argc >= 3 && std::strcmp(argv[1], "echo-server") == 0)
+    return airlock::guest::run_echo_server(argv[2]);
   if (argc >= 4 && std::strcmp(argv[1], "hostile") == 0)
     return airlock::guest::run_hostile(argv[2], argv[3]);
   std::fprintf(stderr, "usage: %s [agent | serve-fd FD | hostile MODE AGENT_PID]\n", argv[0]);

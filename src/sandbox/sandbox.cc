@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "devices/vsock.h"
 #include "sandbox/defaults.h"
+#include "sandbox/internal.h"
 #include "vmm/defaults.h"
 #include "vmm/machine.h"
 
@@ -140,6 +141,7 @@ class SandboxImpl final : public Sandbox {
   void close() override;
 
   Client& client() { return *client_; }
+  std::shared_ptr<devices::VsockDevice> vsock() const { return vsock_; }
 
  private:
   void monitor_loop();
@@ -462,6 +464,15 @@ Status EnvImpl::unset(const std::string& key) {
 }
 
 }  // namespace
+
+namespace sandbox {
+
+std::shared_ptr<devices::VsockDevice> vsock_device(Sandbox& sb) {
+  auto* impl = dynamic_cast<SandboxImpl*>(&sb);
+  return impl ? impl->vsock() : nullptr;
+}
+
+}  // namespace sandbox
 
 Result<std::unique_ptr<Sandbox>> Sandbox::create(SandboxOptions options) {
   auto sb = std::make_unique<SandboxImpl>();
