@@ -51,9 +51,11 @@ mkdir -p "$outdir"
 exec 9>"$outdir/.lock"
 flock 9
 
-hash="$(echo "$ver ${MODULES[*]}" |
-  cat - <(inputs_hash "$0" "$AIRLOCK_SCRIPTS_DIR/lib" "$src" "$AIRLOCK_BUSYBOX") | sha256sum |
-  cut -d' ' -f1)"
+hash="$({
+  echo "$ver ${MODULES[*]}"
+  inputs_hash "$0" "$AIRLOCK_SCRIPTS_DIR"/lib/{initramfs.sh,moddeps.py,kmod-build.sh} "$src" \
+    "$AIRLOCK_BUSYBOX"
+} | sha256sum | cut -d' ' -f1)"
 if [ "$force" = 0 ] && [ -f "$out" ] && [ "$(cat "$out.inputs" 2>/dev/null)" = "$hash" ]; then
   log "up to date"
 else
@@ -73,7 +75,8 @@ else
   for t in "$src"/tests/*; do install -m 755 "$t" "$stage/tests/"; done
   build_cpio "$stage" "$out"
   echo "$hash" >"$out.inputs"
-  log "built $(basename "$out"): $(stat -c %s "$out") bytes, $(wc -l <"$stage/etc/modules.order") modules"
+  log "built $(basename "$out"): $(stat -c %s "$out") bytes," \
+    "$(wc -l <"$stage/etc/modules.order") modules"
 fi
 ln -sfn "test-$ver.cpio.gz" "$outdir/test.cpio.gz"
 echo "initramfs $out"

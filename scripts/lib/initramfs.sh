@@ -7,7 +7,7 @@ AIRLOCK_BUSYBOX=/bin/busybox
 # stage_busybox STAGE: /bin/busybox plus one symlink per applet, at busybox's own paths.
 stage_busybox() {
   local stage="$1" applet
-  [ -x "$AIRLOCK_BUSYBOX" ] || die "$AIRLOCK_BUSYBOX missing; install busybox-static (scripts/setup.sh)"
+  [ -x "$AIRLOCK_BUSYBOX" ] || die "$AIRLOCK_BUSYBOX missing; install busybox-static (setup.sh)"
   # A dynamically linked busybox would not run in an initramfs without libc.
   if ! LC_ALL=C file -b "$AIRLOCK_BUSYBOX" 2>/dev/null | grep -q 'statically linked'; then
     die "$AIRLOCK_BUSYBOX is not statically linked; install busybox-static"

@@ -1,13 +1,15 @@
-"""Checks that /dev/kvm really works: creates a VM and runs a tiny real-mode guest in it.
+"""Checks that /dev/kvm really works: hardware KVM that creates a VM and runs a tiny guest.
 
 usage: kvm-check.py [-q] [--create-only]
 
 Exit 0 if usable (prints a line unless -q), 1 otherwise (reason on stderr). A /dev/kvm node
-can exist and still be useless: no permission, no hardware virtualization, or a KVM flavour
-that only runs specially built guests (e.g. PVM, "kvm_pvm", which accepts KVM_CREATE_VM but
-cannot run an ordinary x86 guest). So the check runs `mov dx,0x3f8; out dx,al; hlt` in real
-mode and expects KVM_EXIT_IO on port 0x3f8 with the byte from AL, then KVM_EXIT_HLT.
---create-only stops after KVM_CREATE_VM.
+can exist and still be useless for airlock: no permission, or a KVM flavour without hardware
+virtualization. PVM ("kvm_pvm", Pagetable-based VM) accepts KVM_CREATE_VM and even runs tiny
+guests, but an ordinary kernel under it has every access to its own memory emulated (booting
+Debian's kernel takes minutes). So: the CPU must have vmx or svm, kvm_pvm must not be loaded,
+and the check runs `mov dx,0x3f8; out dx,al; hlt` in real mode, expecting KVM_EXIT_IO on port
+0x3f8 with the byte from AL, then KVM_EXIT_HLT. --create-only stops after KVM_CREATE_VM
+(and skips the hardware checks).
 """
 
 import ctypes
@@ -99,6 +101,14 @@ def main():
     global kvm_fd
     quiet = "-q" in sys.argv[1:]
     create_only = "--create-only" in sys.argv[1:]
+    if not create_only:
+        if os.path.exists("/sys/module/kvm_pvm"):
+            return fail("/dev/kvm is PVM (kvm_pvm loaded): ordinary guests run emulated")
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+        if "vmx" not in flags and "svm" not in flags:
+            return fail("the CPU has no vmx/svm: no hardware virtualization")
     try:
         kvm_fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
     except OSError as e:
@@ -111,9 +121,7 @@ def main():
         if not create_only:
             err = run_guest(vm)
             if err:
-                pvm = " (kvm_pvm loaded: PVM runs only PVM guests)" if os.path.exists(
-                    "/sys/module/kvm_pvm") else ""
-                return fail(f"/dev/kvm cannot run a guest: {err}{pvm}")
+                return fail(f"/dev/kvm cannot run a guest: {err}")
     except OSError as e:
         return fail(f"/dev/kvm does not work: {e.strerror}")
     finally:
