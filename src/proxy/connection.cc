@@ -135,6 +135,9 @@ void Connection::abort() noexcept {
 
 void Connection::on_side_io(Side& side, uint32_t events) {
   if (closed_) return;
+  // recv(2) is only tried when epoll said so or the last read filled its buffer: the
+  // alternative is one EAGAIN per side per pump round.
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) side.readable = true;
   if (side.upstream && side.connecting) {
     int err = 0;
     socklen_t len = sizeof err;
@@ -189,10 +192,12 @@ bool Connection::do_io(Side& side) {
     if (side.pending_out() > 0 || side.failed) return progress;
     start_tls_after_flush_ = false;
     side.ssl = ctx_.tls->new_server(side.fd.get(), this);
-    if (!side.ssl) {
+    // A client may send its ClientHello without waiting for the 200: those bytes are TLS.
+    if (!side.ssl || !feed_tls_input(side.ssl.get(), side.in.data(), side.in.size())) {
       side.failed = true;
       return true;
     }
+    side.in.clear();
     side.handshaking = true;
     progress = true;
   }
@@ -206,7 +211,43 @@ bool Connection::do_io(Side& side) {
   return progress;
 }
 
+bool Connection::fill_tls_input(Side& side) {
+  if (side.socket_eof || side.failed || !side.readable) return false;
+  bool progress = false;
+  char buf[kReadChunk * 4];
+  while (pending_tls_input(side.ssl.get()) < kMaxInput) {
+    ssize_t n = ::recv(side.fd.get(), buf, sizeof buf, 0);
+    if (n > 0) {
+      if (!feed_tls_input(side.ssl.get(), buf, static_cast<size_t>(n))) {
+        side.failed = true;
+        return true;
+      }
+      progress = true;
+      if (static_cast<size_t>(n) < sizeof buf) {
+        side.readable = false;
+        break;
+      }
+      continue;
+    }
+    if (n == 0) {
+      side.socket_eof = true;
+      return true;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      side.failed = true;
+      return true;
+    }
+    side.readable = false;
+    break;
+  }
+  if (progress) touch();
+  return progress;
+}
+
 bool Connection::handshake(Side& side) {
+  bool filled = fill_tls_input(side);
+  if (side.failed) return true;
   int r = SSL_do_handshake(side.ssl.get());
   if (r == 1) {
     side.handshaking = false;
@@ -220,13 +261,13 @@ bool Connection::handshake(Side& side) {
     return true;
   }
   int err = SSL_get_error(side.ssl.get(), r);
-  if (err == SSL_ERROR_WANT_READ) {
+  if (err == SSL_ERROR_WANT_READ && !side.socket_eof) {
     side.hs_wants_write = false;
-    return false;
+    return filled;
   }
   if (err == SSL_ERROR_WANT_WRITE) {
     side.hs_wants_write = true;
-    return false;
+    return filled;
   }
   std::string why = TlsContexts::handshake_error(side.ssl.get(), r);
   side.failed = true;
@@ -257,6 +298,8 @@ bool Connection::read_side(Side& side) {
     size_t want = std::min(sizeof buf, kMaxInput - side.in.size());
     if (side.ssl) {
       side.ssl_read_wants_write = false;
+      if (pending_tls_input(side.ssl.get()) == 0) progress |= fill_tls_input(side);
+      if (side.failed) return true;
       int n = SSL_read(side.ssl.get(), buf, static_cast<int>(want));
       if (n > 0) {
         side.in.append(buf, static_cast<size_t>(n));
@@ -264,7 +307,15 @@ bool Connection::read_side(Side& side) {
         continue;
       }
       int err = SSL_get_error(side.ssl.get(), n);
-      if (err == SSL_ERROR_WANT_READ) break;
+      if (err == SSL_ERROR_WANT_READ) {
+        if (side.socket_eof && pending_tls_input(side.ssl.get()) == 0) {
+          side.read_eof = true;  // closed without close_notify: the stream ends here
+          return true;
+        }
+        if (pending_tls_input(side.ssl.get()) > 0) continue;
+        if (!fill_tls_input(side)) break;
+        continue;
+      }
       if (err == SSL_ERROR_WANT_WRITE) {
         side.ssl_read_wants_write = true;
         break;
@@ -277,18 +328,26 @@ bool Connection::read_side(Side& side) {
       ERR_clear_error();
       return true;
     }
+    if (!side.readable) break;
     ssize_t n = ::recv(side.fd.get(), buf, want, 0);
     if (n > 0) {
       side.in.append(buf, static_cast<size_t>(n));
       progress = true;
-      if (static_cast<size_t>(n) < want) break;
+      if (static_cast<size_t>(n) < want) {
+        side.readable = false;
+        break;
+      }
       continue;
     }
     if (n == 0) {
       side.read_eof = true;
       return true;
     }
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      side.readable = false;
+      break;
+    }
     side.failed = true;
     return true;
   }
@@ -386,7 +445,7 @@ void Connection::close_side(Side& side) noexcept {
   side.ssl.reset();
   side.fd.reset();
   side.connecting = side.handshaking = false;
-  side.read_eof = side.failed = false;
+  side.read_eof = side.failed = side.socket_eof = side.readable = false;
   side.ssl_read_wants_write = side.ssl_write_wants_read = side.hs_wants_write = false;
   side.in.clear();
   side.out.clear();
@@ -560,7 +619,6 @@ void Connection::on_request_head() {
     event_.port = target->port;
     if (target->non_canonical_ip) return refuse(403, "non-canonical IP literal refused");
     if (!ctx_.policy.allows(*target)) return refuse(403, "host not allowed by allow_net");
-    if (!client_.in.empty()) return refuse(400, "data sent before the CONNECT response");
     identity_ = *target;
     tunneled_ = true;
     tls_client_ = true;

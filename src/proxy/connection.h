@@ -43,7 +43,10 @@ struct Side : IoHandler {
   uint32_t interest = 0;
   bool connecting = false;   // TCP connect in progress (upstream)
   bool handshaking = false;  // TLS handshake in progress
-  bool read_eof = false;
+  bool read_eof = false;     // no more plaintext will come
+  bool socket_eof = false;
+  bool readable = false;  // epoll reported input not yet drained   // TLS: the socket reached EOF
+                          // (the memory BIO may still hold data)
   bool failed = false;
   bool ssl_read_wants_write = false;
   bool ssl_write_wants_read = false;
@@ -84,6 +87,7 @@ class Connection : public ClientHelloObserver {
   // I/O
   bool do_io(Side& side);
   bool handshake(Side& side);
+  bool fill_tls_input(Side& side);
   bool read_side(Side& side);
   bool flush_side(Side& side);
   void update_interest(Side& side);

@@ -125,9 +125,26 @@ Result<std::unique_ptr<TlsContexts>> TlsContexts::create(CertificateAuthority* c
   return t;
 }
 
+bool use_memory_rbio(SSL* ssl) {
+  BIO* mem = BIO_new(BIO_s_mem());
+  if (!mem) return false;
+  BIO_set_mem_eof_return(mem, -1);  // empty means "wait for more", not end of stream
+  SSL_set0_rbio(ssl, mem);
+  return true;
+}
+
+size_t pending_tls_input(SSL* ssl) {
+  return BIO_ctrl_pending(SSL_get_rbio(ssl));
+}
+
+bool feed_tls_input(SSL* ssl, const char* data, size_t len) {
+  return len == 0 ||
+         BIO_write(SSL_get_rbio(ssl), data, static_cast<int>(len)) == static_cast<int>(len);
+}
+
 bssl::UniquePtr<SSL> TlsContexts::new_server(int fd, ClientHelloObserver* observer) const {
   bssl::UniquePtr<SSL> ssl(SSL_new(server_.get()));
-  if (!ssl || !SSL_set_fd(ssl.get(), fd)) return nullptr;
+  if (!ssl || !SSL_set_fd(ssl.get(), fd) || !use_memory_rbio(ssl.get())) return nullptr;
   SSL_set_ex_data(ssl.get(), observer_index(), observer);
   SSL_set_accept_state(ssl.get());
   return ssl;
@@ -136,7 +153,7 @@ bssl::UniquePtr<SSL> TlsContexts::new_server(int fd, ClientHelloObserver* observ
 bssl::UniquePtr<SSL> TlsContexts::new_client(int fd, const std::string& host,
                                              bool host_is_ip) const {
   bssl::UniquePtr<SSL> ssl(SSL_new(client_.get()));
-  if (!ssl || !SSL_set_fd(ssl.get(), fd)) return nullptr;
+  if (!ssl || !SSL_set_fd(ssl.get(), fd) || !use_memory_rbio(ssl.get())) return nullptr;
   X509_VERIFY_PARAM* param = SSL_get0_param(ssl.get());
   if (host_is_ip) {
     if (!X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str())) return nullptr;

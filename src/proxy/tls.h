@@ -48,6 +48,13 @@ class TlsContexts {
   bssl::UniquePtr<SSL_CTX> client_;
 };
 
+// Sessions read from a memory BIO that the connection fills with one recv(2) per readiness
+// event (BoringSSL's socket BIO would read each record's header and body separately), and
+// write straight to the socket.
+bool use_memory_rbio(SSL* ssl);
+size_t pending_tls_input(SSL* ssl);
+bool feed_tls_input(SSL* ssl, const char* data, size_t len);
+
 // Parses the server_name extension out of a ClientHello; "" when absent or malformed.
 std::string sni_from_client_hello(const SSL_CLIENT_HELLO* hello);
 

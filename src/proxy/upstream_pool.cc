@@ -3,25 +3,27 @@
 #include <openssl/err.h>
 #include <sys/socket.h>
 
+#include "proxy/tls.h"
+
 namespace airlock::proxy {
 
 // An idle connection must have nothing to say. A TLS 1.3 server may still send a session
 // ticket (no application data); anything else, or EOF, ends it.
 bool UpstreamPool::still_idle(Entry& e) {
+  char buf[4096];
+  ssize_t n = ::recv(e.fd.get(), buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return false;  // the server closed it
+  if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK;
+  if (!e.ssl) return false;  // plain HTTP: nothing may arrive unasked
+  // TLS: move what arrived into the session's input and let it consume non-application
+  // records; any application byte means the connection is out of step.
+  n = ::recv(e.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+  if (n <= 0 || !feed_tls_input(e.ssl.get(), buf, static_cast<size_t>(n))) return false;
   char byte;
-  if (!e.ssl) {
-    ssize_t n = ::recv(e.fd.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-  }
-  for (int i = 0; i < 4; ++i) {
-    int n = SSL_read(e.ssl.get(), &byte, 1);
-    if (n > 0) return false;
-    int err = SSL_get_error(e.ssl.get(), n);
-    ERR_clear_error();
-    if (err == SSL_ERROR_WANT_READ) return true;
-    if (err != SSL_ERROR_WANT_WRITE) return false;
-  }
-  return false;
+  int r = SSL_read(e.ssl.get(), &byte, 1);
+  int err = r > 0 ? SSL_ERROR_NONE : SSL_get_error(e.ssl.get(), r);
+  ERR_clear_error();
+  return r <= 0 && err == SSL_ERROR_WANT_READ;
 }
 
 void UpstreamPool::Entry::on_io(int, uint32_t events) {
