@@ -229,8 +229,10 @@ struct Machine::Impl {
     {
       std::lock_guard lock(console_mu);
       console.append(bytes);
+      // Trim in batches (amortised O(1) per byte): keep at most `limit` + limit/4 bytes, and
+      // cut back to the most recent `limit` when over.
       size_t limit = config.console_buffer_limit;
-      if (console.size() > limit) console.erase(0, console.size() - limit);
+      if (console.size() > limit + limit / 4) console.erase(0, console.size() - limit);
     }
     if (config.on_console) config.on_console(bytes);
   }
@@ -592,7 +594,9 @@ std::optional<ExitInfo> Machine::exit_info() const {
 
 std::string Machine::console_output() const {
   std::lock_guard lock(impl_->console_mu);
-  return impl_->console;
+  const std::string& c = impl_->console;
+  size_t limit = impl_->config.console_buffer_limit;
+  return c.size() > limit ? c.substr(c.size() - limit) : c;
 }
 
 Status Machine::write_console(std::string_view bytes) {
