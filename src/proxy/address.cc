@@ -109,14 +109,16 @@ std::optional<std::array<uint8_t, 16>> parse_v6(std::string_view s) {
   return out;
 }
 
-// One inet_aton part: decimal, octal with leading 0, hex with 0x. Empty hex ("0x") is 0 as
-// in glibc. Returns nullopt on bad digits or overflow past 32 bits.
+// One inet_aton part: decimal, octal with leading 0, hex with 0x. Empty hex ("0x") is refused
+// as glibc does (WHATWG reads it as 0; either way it is numeric, so never a name). Returns
+// nullopt on bad digits or overflow past 32 bits.
 std::optional<uint64_t> parse_legacy_part(std::string_view p) {
   if (p.empty()) return std::nullopt;
   unsigned base = 10;
   if (p.size() >= 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
     base = 16;
     p.remove_prefix(2);
+    if (p.empty()) return std::nullopt;
   } else if (p.size() >= 2 && p[0] == '0') {
     base = 8;
     p.remove_prefix(1);

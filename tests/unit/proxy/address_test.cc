@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 
 #include <cstring>
+#include <random>
+#include <string>
 
 #include "proxy/address.h"
 
@@ -262,4 +264,61 @@ TEST_CASE("sockaddr round trip") {
   socklen_t len = to_sockaddr(ip("::1"), 1, &ss);
   CHECK(!from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len - 1, nullptr).has_value());
   CHECK(!from_sockaddr(nullptr, 0, nullptr).has_value());
+}
+
+TEST_CASE("everything glibc reads as an IPv4 number is seen as numeric, with the same value") {
+  // Random strings over the characters inet_aton cares about. If libc would turn a host into
+  // an address without DNS, the proxy must treat it as an IP literal too (and agree on which).
+  std::mt19937 rng(7);
+  const char alphabet[] = "0123456789xX.abcdefABCDEFg";
+  int numeric = 0;
+  for (int i = 0; i < 200000; ++i) {
+    std::string s;
+    size_t len = 1 + rng() % 14;
+    for (size_t k = 0; k < len; ++k) s += alphabet[rng() % (sizeof(alphabet) - 1)];
+    in_addr ref;
+    bool libc = inet_aton(s.c_str(), &ref) == 1;
+    auto ours = parse_legacy_ipv4(s);
+    if (libc) {
+      ++numeric;
+      REQUIRE_MESSAGE(looks_like_numeric_host(s), s);
+      REQUIRE_MESSAGE(ours.has_value(), s);
+      CHECK(memcmp(ours->bytes.data(), &ref, 4) == 0);
+    } else {
+      // Not an address for libc (and no trailing dot, which libc rejects): not for us either.
+      if (s.back() != '.') CHECK_MESSAGE(!ours.has_value(), s);
+    }
+    // Strict literals are exactly what inet_pton accepts (glibc rejects leading zeros too).
+    in_addr strict_ref;
+    bool strict = inet_pton(AF_INET, s.c_str(), &strict_ref) == 1;
+    auto lit = parse_ip_literal(s);
+    CHECK_MESSAGE(lit.has_value() == strict, s);
+    if (lit && strict) CHECK(memcmp(lit->bytes.data(), &strict_ref, 4) == 0);
+  }
+  CHECK(numeric > 1000);  // the generator does reach the interesting inputs
+}
+
+TEST_CASE("IPv6 parsing agrees with inet_pton on random inputs") {
+  std::mt19937 rng(11);
+  const char alphabet[] = "0123456789abcdefABCDEF:::..g%";
+  int valid = 0;
+  for (int i = 0; i < 200000; ++i) {
+    std::string s;
+    size_t len = 2 + rng() % 20;
+    for (size_t k = 0; k < len; ++k) s += alphabet[rng() % (sizeof(alphabet) - 1)];
+    if (s.find(':') == std::string::npos) continue;
+    in6_addr ref;
+    bool libc = inet_pton(AF_INET6, s.c_str(), &ref) == 1;
+    auto ours = parse_ip_literal(s);
+    REQUIRE_MESSAGE(ours.has_value() == libc, s);
+    if (libc) {
+      ++valid;
+      CHECK(memcmp(ours->bytes.data(), &ref, 16) == 0);
+      char buf[INET6_ADDRSTRLEN];
+      REQUIRE(inet_ntop(AF_INET6, &ref, buf, sizeof(buf)));
+      // glibc prints RFC 5952 form too, except for IPv4-compatible and mapped details.
+      if (!ours->embedded_v4()) CHECK_MESSAGE(ours->to_string() == buf, s);
+    }
+  }
+  CHECK(valid > 100);
 }
