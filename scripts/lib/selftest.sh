@@ -135,10 +135,16 @@ check kvm-run.native.exit-code [ $? = 7 ]
 check kvm-run.native.timeout [ $? = 124 ]
 if [ "$skip_nested" = 0 ]; then
   export SELFTEST_VAR='a b$c'
-  "$S/kvm-run" --nested --env SELFTEST_VAR --timeout 600 -- bash -c \
-    "$AIRLOCK_PY -c '$kvm_py' && echo guest-wrote >file.txt && echo \"var=[\$SELFTEST_VAR]\" && echo to-stderr >&2; exit 3" \
-    </dev/null >"$work/o1" 2>"$work/e1"
-  rc=$?
+  # Output goes to a regular file that the caller also writes before and after.
+  {
+    echo before
+    "$S/kvm-run" --nested --env SELFTEST_VAR --timeout 600 -- bash -c \
+      "$AIRLOCK_PY -c '$kvm_py' && echo guest-wrote >file.txt && echo \"var=[\$SELFTEST_VAR]\" && echo to-stderr >&2; exit 3" \
+      </dev/null
+    rc=$?
+    echo after
+  } >"$work/o1" 2>"$work/e1"
+  check kvm-run.nested.stdout-in-order bash -c "head -n1 '$work/o1' | grep -qx before && tail -n1 '$work/o1' | grep -qx after"
   check kvm-run.nested.exit-code [ $rc = 3 ]
   check kvm-run.nested.kvm grep -q "KVM_OK True 1" "$work/o1"
   check kvm-run.nested.cwd-writable grep -qx guest-wrote "$work/cwd/file.txt"
