@@ -599,6 +599,7 @@ void Connection::on_request_head() {
   HttpHead& h = req_parser_->mutable_head();
   begin_event(h.method, tls_client_ ? "https" : "http");
   req_ = ReqState::deciding;
+  retried_ = response_started_ = false;
   method_ = h.method;
   client_keep_alive_ = h.keep_alive;
   client_http10_ = h.version_major == 1 && h.version_minor == 0;
@@ -834,6 +835,7 @@ void Connection::ensure_upstream() {
   std::string key = std::string(tls_client_ ? "https://" : "http://") + identity_->authority();
   if (upstream_.fd.valid() && upstream_key_ == key && upstream_ready_ && upstream_keep_alive_ &&
       !upstream_.read_eof && !upstream_.failed) {
+    upstream_reused_ = true;
     maybe_send_request();
     return;
   }
@@ -847,9 +849,11 @@ void Connection::ensure_upstream() {
     // handshake.
     upstream_.fd = std::move(pooled_fd);
     upstream_.ssl = std::move(pooled_ssl);
+    upstream_reused_ = true;
     on_upstream_ready();
     return;
   }
+  upstream_reused_ = false;
   uint64_t seq = ++async_seq_;
   arm(ctx_.options.limits.connect_timeout, false, "connect");
   if (identity_->ip) {
@@ -1084,7 +1088,7 @@ bool Connection::process_response_bytes() {
     kick_response_ = false;
     auto outcome = resp_parser_->feed(upstream_.in.data(), room);
     upstream_.in.erase(0, outcome.consumed);
-    if (outcome.consumed > 0) progress = true;
+    if (outcome.consumed > 0) progress = response_started_ = true;
     switch (outcome.event) {
       case HttpParser::Event::need_more:
         if (outcome.consumed == 0) return progress;
@@ -1283,6 +1287,19 @@ bool Connection::process_eof() {
         end_response();
         return true;
       }
+    }
+    if (resp_ == RespState::awaiting && !response_started_ && upstream_reused_ && !retried_ &&
+        req_ == ReqState::done && req_body_ == BodyMode::none) {
+      // A kept-alive connection the server closed just as the request went out: nothing of
+      // the request was answered, and it had no body, so send it once more on a new one.
+      retried_ = true;
+      close_side(upstream_);
+      upstream_ready_ = false;
+      head_sent_ = false;
+      resp_ = RespState::none;
+      event_.bytes_up = 0;
+      ensure_upstream();
+      return true;
     }
     if (resp_ == RespState::awaiting || resp_ == RespState::body) {
       upstream_failed(

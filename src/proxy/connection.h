@@ -195,6 +195,9 @@ class Connection : public ClientHelloObserver {
   std::string upstream_key_;  // host:port of the live upstream connection
   bool upstream_ready_ = false;
   bool upstream_keep_alive_ = true;
+  bool upstream_reused_ = false;   // the request went out on a kept-alive connection
+  bool response_started_ = false;  // any response byte parsed for the current request
+  bool retried_ = false;           // the current request was already sent a second time
 
   // Current response.
   BodyMode resp_body_ = BodyMode::none;

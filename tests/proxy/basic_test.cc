@@ -222,3 +222,19 @@ TEST_CASE("idle upstream connections are reused across client connections") {
   CHECK(ports[0] == ports[1]);
   CHECK(ports[1] == ports[2]);
 }
+
+TEST_CASE("a request lost on a reused upstream connection is sent again on a new one") {
+  ProxyOptions o;
+  o.allow_net = {"api.example.test"};
+  o.worker_threads = 1;
+  ProxyFixture f(std::move(o));
+  // Both requests on one client connection: the second goes out on the kept-alive upstream
+  // connection, which the server closes without answering; the proxy retries it once.
+  auto r = f.curl({}, f.url("api.example.test", "/drop-on-reuse?n=[1-2]"));
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  auto events = f.audit.wait_for(2);
+  REQUIRE(events.size() == 2);
+  CHECK(events[0].status == 200);
+  CHECK(events[1].status == 200);
+}

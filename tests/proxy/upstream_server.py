@@ -7,6 +7,7 @@ GET /chunked?n=N&c=C     -> N bytes in C chunks (Transfer-Encoding: chunked)
 GET /say?text=T          -> T as the body (Content-Length), to test redaction; POST /say
                             echoes the request body
 GET /status?code=C       -> empty response with status C (204/304 have no body)
+GET /drop-on-reuse       -> answered on a fresh connection; closed unanswered on a reused one
 GET /ws                  -> WebSocket echo (RFC 6455 handshake, text/binary frames echoed)
 Prints "port <n>" on stdout once listening.
 """
@@ -51,6 +52,11 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         q = parse_qs(url.query)
         body = self.read_body()
+        self.served = getattr(self, "served", 0) + 1
+        if url.path == "/drop-on-reuse" and self.served > 1:
+            # Like a server closing an idle keep-alive connection just as a request arrives.
+            self.close_connection = True
+            return
         if LOG:
             with open(LOG, "a") as f:
                 f.write(json.dumps({"method": self.command, "path": self.path,
