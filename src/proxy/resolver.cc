@@ -110,11 +110,21 @@ Result<Resolution> Resolver::resolve(std::string_view host, uint16_t port) const
 
 Result<ResolvedAddress> Resolver::resolve_checked(std::string_view host, uint16_t port,
                                                   const Policy& policy) const {
+  AIRLOCK_ASSIGN_OR_RETURN(std::vector<ResolvedAddress> all,
+                           resolve_all_checked(host, port, policy));
+  return all.front();
+}
+
+Result<std::vector<ResolvedAddress>> Resolver::resolve_all_checked(std::string_view host,
+                                                                   uint16_t port,
+                                                                   const Policy& policy) const {
   AIRLOCK_ASSIGN_OR_RETURN(Resolution r, resolve(host, port));
-  if (r.from_override) return ResolvedAddress{r.addresses.front(), true};
+  std::vector<ResolvedAddress> permitted;
   for (const IpAddress& ip : r.addresses) {
-    if (!is_forbidden_upstream(ip) || policy.allows_ip(ip, port)) return ResolvedAddress{ip, false};
+    if (r.from_override || !is_forbidden_upstream(ip) || policy.allows_ip(ip, port))
+      permitted.push_back(ResolvedAddress{ip, r.from_override});
   }
+  if (!permitted.empty()) return permitted;
   // Name the first refused address: it is what a client would have dialed.
   const IpAddress& first = r.addresses.front();
   AIRLOCK_ASSIGN_OR_RETURN(Target target, parse_target(host, port));

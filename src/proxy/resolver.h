@@ -55,6 +55,12 @@ class Resolver {
   Result<ResolvedAddress> resolve_checked(std::string_view host, uint16_t port,
                                           const Policy& policy) const;
 
+  // Every address resolve_checked() would accept, in resolver order, so a caller can fall back
+  // to the next one when a connect fails (e.g. IPv6 listed first on a host without IPv6).
+  // Same errors as resolve_checked() when there is none.
+  Result<std::vector<ResolvedAddress>> resolve_all_checked(std::string_view host, uint16_t port,
+                                                           const Policy& policy) const;
+
   size_t override_count() const { return by_host_port_.size() + by_host_.size(); }
 
  private:

@@ -117,3 +117,23 @@ TEST_CASE("bad overrides are reported by create() and dropped by the constructor
     CHECK(dropped.override_count() == 0);
   }
 }
+
+TEST_CASE("resolve_all_checked lists every permitted address, in order") {
+  Resolver r;
+  auto all = r.resolve("localhost", 443);
+  REQUIRE(all.ok());
+  // Allow only the first address localhost has: exactly that one comes back.
+  const IpAddress first = all->addresses.front();
+  auto one = r.resolve_all_checked("localhost", 443, policy({"localhost", first.to_uri_host()}));
+  REQUIRE(one.ok());
+  REQUIRE(one->size() == 1);
+  CHECK((*one)[0].address == first);
+  CHECK(!(*one)[0].from_override);
+  // Allow both loopback literals: every address localhost has is permitted.
+  auto both = r.resolve_all_checked("localhost", 443, policy({"127.0.0.1", "[::1]"}));
+  REQUIRE(both.ok());
+  CHECK(both->size() == all->addresses.size());
+  auto none = r.resolve_all_checked("localhost", 443, policy({}));
+  REQUIRE(!none.ok());
+  CHECK(none.status().code() == Errc::denied);
+}
