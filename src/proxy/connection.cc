@@ -21,7 +21,8 @@ namespace {
 constexpr size_t kReadChunk = 16 * 1024;
 constexpr size_t kMaxInput = 64 * 1024;    // unconsumed input per side
 constexpr size_t kHighWater = 256 * 1024;  // output above this: the other side is not consumed
-constexpr size_t kScanBufferLimit = 1024 * 1024;  // small bodies are scanned before forwarding
+constexpr size_t kTlsFillChunk = 16 * 1024 + 512;  // one full record and its framing
+constexpr size_t kScanBufferLimit = 1024 * 1024;   // small bodies are scanned before forwarding
 constexpr std::chrono::milliseconds kLinger{2000};
 
 std::string chunk_frame(std::string_view data) {
@@ -214,8 +215,10 @@ bool Connection::do_io(Side& side) {
 bool Connection::fill_tls_input(Side& side) {
   if (side.socket_eof || side.failed || !side.readable) return false;
   bool progress = false;
-  char buf[kReadChunk * 4];
-  while (pending_tls_input(side.ssl.get()) < kMaxInput) {
+  // About one TLS record per recv: BoringSSL's memory BIO moves its unread bytes to the front
+  // on every read, so keeping little buffered there keeps that copying small.
+  char buf[kTlsFillChunk];
+  while (pending_tls_input(side.ssl.get()) < kTlsFillChunk) {
     ssize_t n = ::recv(side.fd.get(), buf, sizeof buf, 0);
     if (n > 0) {
       if (!feed_tls_input(side.ssl.get(), buf, static_cast<size_t>(n))) {
@@ -392,7 +395,8 @@ bool Connection::flush_side(Side& side) {
   if (side.out_off > 0 && side.out_off == side.out.size()) {
     side.out.clear();
     side.out_off = 0;
-  } else if (side.out_off > 64 * 1024) {
+  } else if (side.out_off > 64 * 1024 && side.out_off * 2 > side.out.size()) {
+    // Compact only when the sent prefix is most of the buffer: amortised O(1) per byte.
     side.out.erase(0, side.out_off);
     side.out_off = 0;
   }
@@ -757,6 +761,7 @@ void Connection::on_hook_result(uint64_t seq, const std::optional<HookDecision>&
 
 void Connection::continue_after_hook() {
   const SecretSet& secrets = ctx_.secrets;
+  force_identity_encoding_ = false;  // per request: explicit plain HTTP changes host per request
   std::vector<std::string> used;
   auto note = [&used](const std::vector<std::string>& names) {
     for (const auto& n : names)
@@ -1181,8 +1186,9 @@ bool Connection::on_response_head() {
     resp_body_ = client_http10_ ? BodyMode::until_close : BodyMode::chunked;
   }
   upstream_keep_alive_ = h.keep_alive && !upstream_until_close;
-  if (!client_keep_alive_ || resp_body_ == BodyMode::until_close || upgrade_requested_ ||
-      req_ != ReqState::done)
+  // HTTP/1.0 clients get one response per connection: no keep-alive negotiation to get wrong.
+  if (!client_keep_alive_ || client_http10_ || resp_body_ == BodyMode::until_close ||
+      upgrade_requested_ || req_ != ReqState::done)
     close_after_response_ = true;
   if (req_ != ReqState::done && req_body_ != BodyMode::none) close_after_response_ = true;
   if (req_ != ReqState::done && req_body_ == BodyMode::none) close_after_response_ = false;

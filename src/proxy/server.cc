@@ -1,6 +1,8 @@
 #include "proxy/server.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -80,6 +82,8 @@ void Worker::accept_from(const Listener& listener) {
       return;
     }
     UniqueFd client(fd);
+    int one = 1;  // small request/response writes must not wait for Nagle
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (ctx_->counters.active_connections.load(std::memory_order_relaxed) >=
         ctx_->options.limits.max_connections) {
       // Over the limit: refuse at once rather than queue without bound.

@@ -238,3 +238,18 @@ TEST_CASE("a request lost on a reused upstream connection is sent again on a new
   CHECK(events[0].status == 200);
   CHECK(events[1].status == 200);
 }
+
+TEST_CASE("an HTTP/1.0 client gets its response and the connection closes") {
+  ProxyOptions o;
+  o.allow_net = {"api.example.test"};
+  ProxyFixture f(std::move(o), false);
+  RawClient c(f.proxy_addr);
+  c.send_all("GET http://api.example.test:" + std::to_string(f.upstream->port()) +
+             "/echo?v=10 HTTP/1.0\r\n\r\n");
+  bool closed = false;
+  std::string out = c.read_until_close(std::chrono::seconds(10), &closed);
+  CHECK(closed);
+  CHECK(response_status(out) == 200);
+  CHECK(out.find("/echo?v=10") != std::string::npos);
+  CHECK(out.find("Transfer-Encoding") == std::string::npos);  // 1.0 clients never get chunked
+}
