@@ -93,6 +93,8 @@ struct SecretSetImpl {
   std::unordered_map<std::string, size_t> by_hex;  // lowercase 64-hex -> index
   PatternSearch redact_search;                     // values and their encodings
   std::vector<std::string> replacements;           // per redact_search pattern
+  std::vector<char> lead_char, trail_char;         // per pattern; 0: none
+  bool any_lead = false;
   size_t max_value = 0;
 
   bool bound(size_t index, const Target& target) const {
@@ -251,13 +253,16 @@ Result<std::string> random_hex(size_t bytes) {
 struct RedactPattern {
   Secret pattern;           // derived from a value: kept in a Secret so it is wiped
   std::string replacement;  // the placeholder, or an encoding of it
+  char lead = 0;            // base64: the character before the match is replaced by this
+  char trail = 0;           // base64: the character after the match is replaced by this
 };
 
 // The base64 forms of `value` at each of the three byte alignments: the characters whose six
 // bits all come from the value (what an echo of Basic credentials, or of any base64 blob
-// holding the value, must contain). Only the bits that share an edge character with unknown
-// neighbours (at most 4 at each end) cannot be matched. The replacement has the same length
-// and position, so the text stays valid base64 and decodes to placeholder bytes there.
+// holding the value, must contain). The characters just outside share bits with unknown
+// neighbours, so they cannot be part of the pattern; they are replaced along with it (`lead`,
+// `trail`). The replacement has the same length and position, so the text stays valid base64
+// and decodes to placeholder bytes where the value was.
 void add_base64_patterns(std::string_view value, const std::string& placeholder,
                          std::vector<RedactPattern>* out) {
   std::string filler;
@@ -272,9 +277,12 @@ void add_base64_patterns(std::string_view value, const std::string& placeholder,
       std::string enc = base64_encode(padded, alphabet).substr(first, last - first);
       bool duplicate = false;
       for (const RedactPattern& p : *out) duplicate = duplicate || p.pattern.equals(enc);
-      if (!duplicate)
-        out->push_back(RedactPattern{
-            Secret(enc), base64_encode(padded_filler, alphabet).substr(first, last - first)});
+      if (!duplicate) {
+        std::string fill = base64_encode(padded_filler, alphabet);
+        char lead = (8 * align) % 6 ? fill[first - 1] : 0;
+        char trail = (8 * (align + value.size())) % 6 ? fill[last] : 0;
+        out->push_back(RedactPattern{Secret(enc), fill.substr(first, last - first), lead, trail});
+      }
       wipe_string(&enc);
     }
     wipe_string(&padded);
@@ -343,6 +351,9 @@ Result<SecretSet> SecretSet::create(const std::vector<SecretSpec>& specs) {
   for (const RedactPattern& p : patterns) {
     views.push_back(p.pattern.reveal());
     impl->replacements.push_back(p.replacement);
+    impl->lead_char.push_back(p.lead);
+    impl->trail_char.push_back(p.trail);
+    impl->any_lead = impl->any_lead || p.lead;
   }
   impl->redact_search = PatternSearch(views);
   return SecretSet(std::move(impl));
@@ -557,12 +568,28 @@ void redact_into(const SecretSetImpl& s, std::string_view text, bool final, std:
   size_t hold = final ? text.size() : hold_start(search, text, 0);
   while (auto m = search.find(text, pos)) {
     if (m->pos >= hold) break;  // decided once more of the stream is known
-    out->append(text.substr(pos, m->pos - pos));
+    size_t end = m->pos + search.pattern_length(m->index);
+    char lead = s.lead_char[m->index], trail = s.trail_char[m->index];
+    if (trail && end == text.size() && !final) {
+      hold = m->pos;  // the character after it is still to come
+      break;
+    }
+    size_t start = m->pos;
+    if (lead && start > pos && b64_value(text[start - 1]) >= 0) --start;
+    out->append(text.substr(pos, start - pos));
+    if (start < m->pos) out->push_back(lead);
     out->append(s.replacements[m->index]);
+    pos = end;
+    if (trail && end < text.size() && b64_value(text[end]) >= 0) {
+      out->push_back(trail);
+      ++pos;
+    }
     ++*count;
-    pos = m->pos + search.pattern_length(m->index);
     if (!final && pos > hold) hold = hold_start(search, text, pos);
   }
+  // Keep one base64 character of context before what is held (or at the end): it may be the
+  // leading edge of a base64 match that starts in the next chunk.
+  if (!final && s.any_lead && hold > pos && b64_value(text[hold - 1]) >= 0) --hold;
   size_t emit_end = std::max(pos, hold);
   out->append(text.substr(pos, emit_end - pos));
   if (held) held->assign(text.substr(emit_end));

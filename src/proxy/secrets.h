@@ -15,8 +15,8 @@
 //
 // Redaction covers the raw value, its percent-encoding (either hex case), its JSON-escaped
 // forms and, for values of at least 9 bytes, its base64 forms (both alphabets, every
-// alignment); of a base64 echo only the at most 4 bits at each end that share a character
-// with unknown neighbours can survive.
+// alignment): the value-only characters are matched and replaced together with the edge
+// characters they share with neighbours, so no bit of the value survives a base64 echo.
 // Unknown placeholders (the prefix plus 64 hex that are not this set's) are counted, not
 // refused: they carry no secret of this set (e.g. another sandbox's placeholder).
 //
@@ -151,11 +151,11 @@ class BodySubstituter {
   std::vector<std::string> substituted_;
 };
 
-// Streaming redaction of response bodies: every real value (raw, percent-encoded, and the
-// alignment-stable core of its base64 forms) is replaced by its placeholder. Holds back only
-// the longest suffix that could still begin a value (so at most max pattern length - 1 bytes,
-// and nothing when the stream cannot be inside a value); finish() flushes. The held bytes are
-// wiped when the Redactor is destroyed.
+// Streaming redaction of response bodies: every real value (raw, percent-encoded, JSON-escaped,
+// base64) is replaced by its placeholder. Holds back only the longest suffix that could still
+// begin a value, plus one base64 character of context before it (so at most the longest
+// pattern's length, and nothing when the stream cannot be inside a value, e.g. after a line
+// break); finish() flushes. The held bytes are wiped when the Redactor is destroyed.
 class Redactor {
  public:
   explicit Redactor(const SecretSet& secrets);

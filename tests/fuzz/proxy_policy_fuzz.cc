@@ -3,7 +3,8 @@
 // scanner, streaming body substitution and redaction, and audit JSON encoding. Each input is
 // lines: every line is also tried as a rule, host and authority; the first line is the request's
 // identity, the rest the text to substitute. Tokens {P0} {P1} (placeholders), {E0} (percent-
-// encoded placeholder), {B0} (base64 "user:{P0}") and {V0} (a real value) are expanded so
+// encoded placeholder), {B0} (base64 "user:{P0}"), {V0} (a real value) and {W0} (base64
+// "user:{V0}", an echoed credential) are expanded so
 // the fuzzer reaches the interesting paths without guessing random placeholders.
 #include <cstddef>
 #include <cstdint>
@@ -101,6 +102,8 @@ std::string expand(std::string_view in) {
       out += pct(p0);
     else if (rest.substr(0, 4) == "{B0}")
       out += b64("user:" + p0);
+    else if (rest.substr(0, 4) == "{W0}")
+      out += b64(std::string("user:") + kValue0);
     else if (rest.substr(0, 4) == "{V0}")
       out += kValue0;
     else {
