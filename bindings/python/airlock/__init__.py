@@ -139,9 +139,26 @@ class HookDecision:
 
 
 def _b(s: Union[str, bytes, None]) -> Optional[bytes]:
+    """A C string argument: UTF-8, no NUL inside."""
     if s is None:
         return None
-    return s if isinstance(s, bytes) else s.encode()
+    try:
+        b = s if isinstance(s, bytes) else str(s).encode()
+    except UnicodeEncodeError as e:
+        raise InvalidArgumentError(f"not encodable as UTF-8: {e}", _capi.E_INVALID_ARGUMENT)
+    if b"\0" in b:
+        raise InvalidArgumentError("strings passed to airlock must not contain NUL",
+                                   _capi.E_INVALID_ARGUMENT)
+    return b
+
+
+def _data(d: Union[str, bytes, None]) -> bytes:
+    """Binary data (file contents, stdin): any bytes; str is UTF-8 encoded."""
+    if d is None:
+        return b""
+    if isinstance(d, str):
+        return d.encode()
+    return bytes(d)
 
 
 def _s(p: Optional[bytes]) -> str:
@@ -240,7 +257,7 @@ class Process:
 
     def write(self, data: Union[bytes, str], timeout: float = 30.0) -> None:
         """Writes to the command's stdin (blocks while more than 1 MiB is unread)."""
-        b = _b(data) or b""
+        b = _data(data)
         _capi.airlock_process_write_stdin(self._h(), b, len(b), _ms(timeout))
 
     def close_stdin(self) -> None:
@@ -290,7 +307,7 @@ class Files:
 
     def write(self, path: str, data: Union[bytes, str], mode: int = 0o644) -> None:
         """Creates or truncates `path` (parents created)."""
-        b = _b(data) or b""
+        b = _data(data)
         _capi.airlock_fs_write(self._sb._h(), _b(path), b, len(b), mode)
 
     def read(self, path: str) -> bytes:
@@ -531,7 +548,7 @@ class Sandbox:
         o.cwd = _b(cwd)
         o.timeout_ms = _ms(timeout)
         o.wait_timeout_ms = _ms(wait_timeout)
-        data = _b(input)
+        data = _data(input)
         if data:
             buf = ctypes.create_string_buffer(data, len(data))
             keep.append(buf)

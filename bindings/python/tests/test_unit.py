@@ -1,0 +1,107 @@
+"""The Python binding without a VM: loading, versions, errors, misuse."""
+import ctypes
+import threading
+
+import pytest
+
+import airlock
+from airlock import _capi
+
+
+def test_versions():
+    assert airlock.abi_version() == _capi.ABI_VERSION == 1
+    assert airlock.version().count(".") == 2
+
+
+def test_status_names_match_error_classes():
+    for code, cls in _capi.ERRORS.items():
+        name = _capi.airlock_status_name(code).decode()
+        assert name != "unknown"
+        assert cls.code == code
+    assert _capi.airlock_status_name(-99) == b"unknown"
+
+
+def test_missing_kernel_is_not_found():
+    with pytest.raises(airlock.NotFoundError) as e:
+        airlock.Sandbox(kernel="/nonexistent/kernel", initramfs="/nonexistent/initrd")
+    assert "/nonexistent/kernel" in str(e.value)
+    assert e.value.code == _capi.E_NOT_FOUND
+    assert isinstance(e.value, FileNotFoundError)
+
+
+def test_networking_options_are_not_ignored():
+    # Either wired through (then the kernel is what fails) or refused plainly.
+    with pytest.raises((airlock.NotFoundError, airlock.UnavailableError)) as e:
+        airlock.Sandbox(kernel="/nonexistent/kernel", allow_net=["example.com"],
+                        secrets={"API_KEY": ("sk-do-not-print", ["example.com"])})
+    if isinstance(e.value, airlock.UnavailableError):
+        assert "networking not built yet" in str(e.value)
+    assert "sk-do-not-print" not in str(e.value)
+
+
+def test_bad_environment_entry():
+    with pytest.raises(airlock.AirlockError):
+        airlock.Sandbox(kernel="/nonexistent/kernel", env={"A": "\udcff"})
+
+
+def test_closed_sandbox_object_raises_closed():
+    sb = airlock.Sandbox.__new__(airlock.Sandbox)
+    sb._handle = None
+    sb._lock = threading.Lock()
+    with pytest.raises(airlock.ClosedError):
+        sb.sh("true")
+    sb.close()  # idempotent
+
+
+def test_raw_null_handles_give_invalid_argument():
+    r = _capi.airlock_exec_result()
+    _capi.airlock_exec_result_init(ctypes.byref(r))
+    with pytest.raises(airlock.InvalidArgumentError) as e:
+        _capi.airlock_sandbox_sh(None, b"true", None, ctypes.byref(r))
+    assert "NULL" in str(e.value)
+    bogus = ctypes.cast(ctypes.create_string_buffer(64), ctypes.POINTER(_capi.airlock_sandbox))
+    with pytest.raises(airlock.InvalidArgumentError) as e:
+        _capi.airlock_sandbox_ping(bogus, 10)
+    assert "handle" in str(e.value)
+    with pytest.raises(airlock.InvalidArgumentError):
+        _capi.airlock_sandbox_destroy(bogus)
+
+
+def test_wrong_struct_size_refused():
+    o = _capi.airlock_sandbox_options()
+    _capi.airlock_sandbox_options_init(ctypes.byref(o))
+    o.struct_size = 8
+    out = ctypes.POINTER(_capi.airlock_sandbox)()
+    with pytest.raises(airlock.InvalidArgumentError) as e:
+        _capi.airlock_sandbox_create(ctypes.byref(o), ctypes.byref(out))
+    assert "struct_size" in str(e.value)
+
+
+def test_errors_are_per_thread_under_load():
+    failures = []
+
+    def worker(i):
+        for _ in range(200):
+            try:
+                _capi.airlock_env_set(None, b"A", b"b")
+            except airlock.InvalidArgumentError as e:
+                if "sandbox handle is NULL" not in str(e):
+                    failures.append(str(e))
+            try:
+                _capi.airlock_fs_read(None, b"/x", None, None)
+            except airlock.InvalidArgumentError as e:
+                if "out is NULL" not in str(e):
+                    failures.append(str(e))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+def test_result_text():
+    r = airlock.Result(0, 0, False, b"/\n", b"")
+    assert r.text() == "/" and r.ok
+    assert airlock.Result(1, 0, False, b"a\n\n", b"").text() == "a\n"
