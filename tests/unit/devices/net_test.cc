@@ -419,3 +419,22 @@ TEST_CASE("net: a closed backend stops the device without touching the host") {
 }
 
 }  // namespace airlock::devices
+
+namespace airlock::devices {
+
+TEST_CASE("net: with EVENT_IDX, every frame after the driver re-armed used_event interrupts") {
+  NetFixture f(kBasic | feature(VIRTIO_NET_F_MRG_RXBUF) | feature(VIRTIO_RING_F_EVENT_IDX));
+  for (int i = 0; i < 8; ++i) f.rx->add_and_publish({{kRxBuf + 0x1000ull * i, 1526, true}});
+  f.transport->notify(0);
+  for (int i = 0; i < 5; ++i) {
+    // As Linux's NAPI does after a poll: ask for an interrupt at the next used entry.
+    f.rx->set_used_event(f.rx->used_idx());
+    const int before = f.interrupts.load();
+    auto bytes = with_header(frame_bytes(60, static_cast<uint8_t>(i)));
+    REQUIRE(::send(f.peer.get(), bytes.data(), bytes.size(), 0) > 0);
+    REQUIRE(wait_until([&] { return f.rx->used_idx() == i + 1; }));
+    CHECK(wait_until([&] { return f.interrupts.load() > before; }));
+  }
+}
+
+}  // namespace airlock::devices
