@@ -9,6 +9,8 @@
 // buffer); request body and response may stream concurrently. Every buffer is bounded: a side is
 // not read while the other side's output buffer is above the high-water mark. Every phase has a
 // deadline. Threads: only the owning worker's thread touches a Connection.
+// Code: connection.cc (I/O, TLS, deadlines, refusals), connection_request.cc (request side),
+// connection_response.cc (response side); connection_internal.h holds shared bounds.
 #pragma once
 
 #include <openssl/ssl.h>

@@ -294,3 +294,66 @@ TEST_CASE("upstream name mismatch: a certificate for another name is refused") {
   auto r = f.curl({}, f.url("nomatch.example.test", "/echo"));
   CHECK(status_of(r) == 502);
 }
+
+TEST_CASE("a ClientHello sent together with CONNECT (no wait for the 200) still works") {
+  ProxyOptions o;
+  o.allow_net = {"api.example.test"};
+  ProxyFixture f(std::move(o));
+  const char* script = R"PY(
+import socket, ssl, sys
+proxy, target, cafile = sys.argv[1:4]
+host, port = proxy.rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=10)
+ctx = ssl.create_default_context(cafile=cafile)
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+tls = ctx.wrap_bio(inc, out, server_hostname="api.example.test")
+try:
+    tls.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+# CONNECT and the ClientHello in one write.
+s.sendall(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (target.encode(), target.encode()) + out.read())
+buf = b""
+while b"\r\n\r\n" not in buf:
+    buf += s.recv(4096)
+head, _, rest = buf.partition(b"\r\n\r\n")
+print(head.split(b"\r\n")[0].decode())
+inc.write(rest)
+while True:
+    try:
+        tls.do_handshake()
+        break
+    except ssl.SSLWantReadError:
+        if out.pending:
+            s.sendall(out.read())
+        d = s.recv(65536)
+        if not d:
+            raise SystemExit("closed during handshake")
+        inc.write(d)
+if out.pending:
+    s.sendall(out.read())
+tls.write(b"GET /echo?early=1 HTTP/1.1\r\nHost: " + target.encode() + b"\r\nConnection: close\r\n\r\n")
+s.sendall(out.read())
+data = b""
+while True:
+    try:
+        chunk = tls.read(65536)
+        if not chunk:
+            break  # close_notify
+        data += chunk
+    except ssl.SSLWantReadError:
+        d = s.recv(65536)
+        if not d:
+            break
+        inc.write(d)
+    except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+        break
+print(data.split(b"\r\n")[0].decode(), b"early=1" in data)
+)PY";
+  std::string target = "api.example.test:" + std::to_string(f.upstream->port());
+  auto r = run({"/usr/bin/python3", "-c", script, f.proxy_addr, target, f.proxy_ca}, 20s);
+  INFO(r.err);
+  CHECK(r.out.find("HTTP/1.1 200 Connection Established") != std::string::npos);
+  INFO(r.out);
+  CHECK(r.out.find("HTTP/1.1 200 OK True") != std::string::npos);
+}
