@@ -59,18 +59,19 @@ args="airlock_test=diskbench airlock_bench_secs=$secs"
 : >"$work/qemu.txt"
 for round in $(seq 1 "$rounds"); do
   log "round $round/$rounds: airlock, $secs s per pattern"
-  "$bench_bin" "$kernel" "$work/bench.cpio.gz" "$work/disk.img" "$args" 900 >"$work/airlock.out" ||
-    { cat "$work/airlock.out" >&2; die "airlock run failed"; }
+  # The guest console also goes to stderr as it happens, so that a stuck run shows where.
+  "$bench_bin" "$kernel" "$work/bench.cpio.gz" "$work/disk.img" "$args" 900 |
+    tee "$work/airlock.out" | sed -u 's/^/  airlock| /' >&2 || die "airlock run failed"
   log "round $round/$rounds: qemu -M microvm, $secs s per pattern"
   timeout 900 qemu-system-x86_64 -M microvm -enable-kvm -cpu host -smp 1 -m 512 \
     -nodefaults -no-user-config -display none -serial stdio -no-reboot \
     -kernel "$kernel" -initrd "$work/bench.cpio.gz" \
     -append "console=ttyS0 reboot=k panic=-1 quiet $args" \
     -drive id=d0,file="$work/disk.img",format=raw,if=none \
-    -device virtio-blk-device,drive=d0,serial=bench </dev/null >"$work/qemu.out" 2>&1 ||
-    { cat "$work/qemu.out" >&2; die "qemu run failed"; }
+    -device virtio-blk-device,drive=d0,serial=bench </dev/null 2>&1 |
+    tee "$work/qemu.out" | sed -u 's/^/  qemu| /' >&2 || die "qemu run failed"
   for f in airlock qemu; do
-    grep -q BENCH_DONE "$work/$f.out" || { cat "$work/$f.out" >&2; die "$f: benchmark did not finish"; }
+    grep -q BENCH_DONE "$work/$f.out" || die "$f: benchmark did not finish"
     tr -d '\r' <"$work/$f.out" | grep '^BENCH ' | tee -a "$work/$f.txt" | sed "s/^/$f: /"
   done
 done
