@@ -23,14 +23,15 @@ namespace proto = airlock::agent::proto;
 
 namespace {
 
-// A duplicate of the agent's AF_VSOCK socket, or -1.
+// A duplicate of the agent's AF_VSOCK socket (or, when the agent runs on a host in tests, its
+// AF_UNIX connection), or -1.
 int steal_agent_socket(pid_t agent) {
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, agent, 0));
   if (pidfd < 0) return -1;
   std::string dir = "/proc/" + std::to_string(agent) + "/fd";
   DIR* d = opendir(dir.c_str());
   if (!d) return -1;
-  int found = -1;
+  int found = -1, unix_found = -1;
   while (struct dirent* e = readdir(d)) {
     int target = atoi(e->d_name);
     if (e->d_name[0] == '.') continue;
@@ -42,11 +43,19 @@ int steal_agent_socket(pid_t agent) {
       found = fd;
       break;
     }
+    if (unix_found < 0 && ss.ss_family == AF_UNIX) {
+      unix_found = fd;
+      continue;
+    }
     close(fd);
   }
   closedir(d);
   close(pidfd);
-  return found;
+  if (found >= 0) {
+    if (unix_found >= 0) close(unix_found);
+    return found;
+  }
+  return unix_found;
 }
 
 // The stolen socket shares the agent's O_NONBLOCK: wait for room instead of failing.

@@ -305,3 +305,14 @@ TEST_CASE("client: a peer sending host-only operations or a wrong version is ref
     close(sv[1]);
   }
 }
+
+TEST_CASE("client: a guest process flooding the agent's connection is dropped; the agent goes on") {
+  LocalAgent a;
+  std::string bin = agent_binary();
+  ExecSpec spec;
+  spec.timeout_ms = 60000;
+  auto flood = a.run({bin, "hostile", "flood", std::to_string(a.pid)}, spec);
+  CHECK(flood.exit.exit_code == 0);
+  CHECK(flood.out == "hostile flood: sent\n");
+  CHECK(a.sh("echo still here").out == "still here\n");
+}
