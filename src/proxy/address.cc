@@ -303,7 +303,8 @@ std::optional<IpAddress> parse_ip_literal(std::string_view text) {
 
 bool looks_like_numeric_host(std::string_view host) {
   if (!host.empty() && host.back() == '.') host.remove_suffix(1);
-  if (host.empty()) return false;
+  // IPv6 literals ("::ffff:1.2.3.4" ends in a number) are not IPv4 numbers.
+  if (host.empty() || host.find(':') != std::string_view::npos) return false;
   size_t dot = host.rfind('.');
   std::string_view last = dot == std::string_view::npos ? host : host.substr(dot + 1);
   if (last.empty()) return false;

@@ -131,7 +131,7 @@ TEST_CASE("non-canonical numeric hosts are detected and mean what libc means") {
   CHECK(!parse_legacy_ipv4("1.2.3.4.5").has_value());
   CHECK(!parse_legacy_ipv4("1.2.65536").has_value());
   for (const char* h : {"example.com", "1.example.com", "0x7f.example", "123abc", "a1", "xn--1",
-                        "localhost", "", "."}) {
+                        "localhost", "", ".", "::ffff:1.2.3.4", "b::7.0.0.1"}) {
     CHECK_MESSAGE(!looks_like_numeric_host(h), h);
   }
 }
