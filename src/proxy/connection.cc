@@ -523,14 +523,22 @@ bool Connection::phase_is(const char* name) const {
 
 void Connection::arm(std::chrono::milliseconds timeout, bool on_activity, const char* phase) {
   if (closed_) return;
-  if (timer_) worker_->loop().cancel(timer_);
   timeout_ = timeout;
   timeout_on_activity_ = on_activity;
   phase_ = phase;
   phase_start_ = last_activity_ = Clock::now();
+  // One loop timer per connection. Deadlines mostly move later, so a pending timer that fires
+  // no later than the new deadline is kept; on_deadline() re-checks and re-arms if early.
+  schedule_timer(phase_start_ + timeout);
+}
+
+void Connection::schedule_timer(Clock::time_point due) {
+  if (timer_ && timer_due_ <= due) return;
+  if (timer_) worker_->loop().cancel(timer_);
   Worker* worker = worker_;
   uint64_t id = id_;
-  timer_ = worker_->loop().schedule(phase_start_ + timeout, [worker, id] {
+  timer_due_ = due;
+  timer_ = worker_->loop().schedule(due, [worker, id] {
     if (Connection* c = worker->find(id)) c->on_deadline();
   });
 }
@@ -538,16 +546,10 @@ void Connection::arm(std::chrono::milliseconds timeout, bool on_activity, const 
 void Connection::on_deadline() {
   timer_ = 0;
   if (closed_) return;
-  if (timeout_on_activity_) {
-    auto due = last_activity_ + timeout_;
-    if (Clock::now() < due) {
-      Worker* worker = worker_;
-      uint64_t id = id_;
-      timer_ = worker_->loop().schedule(due, [worker, id] {
-        if (Connection* c = worker->find(id)) c->on_deadline();
-      });
-      return;
-    }
+  auto due = (timeout_on_activity_ ? last_activity_ : phase_start_) + timeout_;
+  if (Clock::now() < due) {
+    schedule_timer(due);
+    return;
   }
   std::string_view phase = phase_;
   if (phase == "closing" || phase == "keepalive") {

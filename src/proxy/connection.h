@@ -134,6 +134,7 @@ class Connection : public ClientHelloObserver {
   // Deadlines: one per phase; `on_activity` deadlines move with every byte transferred.
   void arm(std::chrono::milliseconds timeout, bool on_activity, const char* phase);
   void on_deadline();
+  void schedule_timer(Clock::time_point due);
   bool phase_is(const char* name) const;
   void touch() { last_activity_ = Clock::now(); }
 
@@ -210,6 +211,7 @@ class Connection : public ClientHelloObserver {
 
   // Deadline.
   EventLoop::TimerId timer_ = 0;
+  Clock::time_point timer_due_;
   std::chrono::milliseconds timeout_{0};
   bool timeout_on_activity_ = false;
   const char* phase_ = "";
