@@ -1,0 +1,54 @@
+// The Node binding without a VM: loading, errors, misuse, quoting.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const airlock = require('../index.js');
+
+test('versions', () => {
+  assert.equal(airlock.abiVersion, 1);
+  assert.match(airlock.version, /^\d+\.\d+\.\d+$/);
+});
+
+test('a missing kernel rejects with NotFoundError, off the event loop', async () => {
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  await assert.rejects(
+    airlock.Sandbox.create({ kernel: '/nonexistent/kernel', initramfs: '/nonexistent/initrd' }),
+    (e) => e instanceof airlock.NotFoundError && e.code === 'not_found' && e.status === -2 &&
+      e.message.includes('/nonexistent/kernel'));
+  clearInterval(timer);
+});
+
+test('networking options are passed on or refused plainly, never ignored', async () => {
+  await assert.rejects(
+    airlock.Sandbox.create({ kernel: '/nonexistent/kernel', allowNet: ['example.com'],
+      secrets: { API_KEY: { value: 'sk-do-not-print', hosts: ['example.com'] } } }),
+    (e) => (e instanceof airlock.NotFoundError ||
+            (e instanceof airlock.UnavailableError && /networking not built yet/.test(e.message))) &&
+      !e.message.includes('sk-do-not-print'));
+});
+
+test('bad options are InvalidArgumentError', async () => {
+  await assert.rejects(airlock.Sandbox.create({ allowNet: 'not-an-array' }),
+    airlock.InvalidArgumentError);
+  await assert.rejects(airlock.Sandbox.create({ secrets: { A: { hosts: [] } } }),
+    airlock.InvalidArgumentError);
+});
+
+test('calls on a fake or closed handle reject cleanly', async () => {
+  const fake = new airlock.Sandbox({});
+  await assert.rejects(fake.sh`true`, airlock.InvalidArgumentError);
+  await assert.rejects(fake.files.read('/x'), airlock.InvalidArgumentError);
+  await assert.rejects(fake.env.get('A'), airlock.InvalidArgumentError);
+  await fake.close().catch(() => {});
+});
+
+test('quote', () => {
+  assert.equal(airlock.quote('abc'), 'abc');
+  assert.equal(airlock.quote("it's; rm -rf /"), `'it'\\''s; rm -rf /'`);
+  assert.equal(airlock.quote(''), "''");
+  assert.equal(airlock.quote('$(id)'), "'$(id)'");
+  assert.throws(() => airlock.quote('a\0b'), airlock.InvalidArgumentError);
+});
