@@ -1,0 +1,144 @@
+// TypeScript declarations for the airlock Node binding (index.js).
+/// <reference types="node" />
+import { Readable } from 'node:stream';
+
+export declare const version: string;
+export declare const abiVersion: number;
+
+export interface SecretSpec {
+  /** The real value: never sent to the guest. */
+  value: string;
+  /** allow_net-style host patterns the value may be sent to (default: every allowNet host). */
+  hosts?: string[];
+}
+
+export interface SandboxOptions {
+  /** Hosts the guest may reach: "api.example.com", "*.example.com", "host:port". */
+  allowNet?: string[];
+  /** NAME -> secret. The guest's $NAME holds only a placeholder. */
+  secrets?: Record<string, SecretSpec | string>;
+  env?: Record<string, string>;
+  memoryMb?: number;
+  vcpus?: number;
+  kernel?: string;
+  initramfs?: string;
+  /** Milliseconds. */
+  bootTimeout?: number;
+  onConsole?: (chunk: Buffer) => void;
+}
+
+export interface ExecOptions {
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Milliseconds, enforced in the guest (result.timedOut). */
+  timeout?: number;
+  /** Milliseconds the host waits (TimeoutError past it). */
+  waitTimeout?: number;
+  stdin?: Buffer | Uint8Array | string;
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
+}
+
+export interface SpawnOptions {
+  env?: Record<string, string>;
+  cwd?: string;
+  timeout?: number;
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
+}
+
+export declare class Result {
+  readonly exitCode: number;
+  readonly signal: number;
+  readonly timedOut: boolean;
+  readonly stdout: Buffer;
+  readonly stderr: Buffer;
+  readonly ok: boolean;
+  /** stdout as UTF-8 without one trailing newline. */
+  text(): string;
+}
+
+export interface ResultPromise extends Promise<Result> {
+  text(): Promise<string>;
+}
+
+export interface FileStat {
+  type: 'file' | 'directory' | 'symlink' | 'other';
+  mode: number;
+  size: number;
+  mtimeMs: number;
+}
+
+export declare class Process {
+  readonly pid: number;
+  /** Set when spawn() got no onStdout / onStderr callback. */
+  readonly stdout?: Readable;
+  readonly stderr?: Readable;
+  write(data: Buffer | Uint8Array | string, timeoutMs?: number): Promise<void>;
+  closeStdin(): Promise<void>;
+  kill(signal?: number): Promise<void>;
+  wait(timeoutMs?: number): Promise<Result>;
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export interface Files {
+  write(path: string, data: Buffer | Uint8Array | string, mode?: number): Promise<void>;
+  read(path: string): Promise<Buffer>;
+  readText(path: string): Promise<string>;
+  upload(hostPath: string, guestPath: string, mode?: number): Promise<void>;
+  download(guestPath: string, hostPath: string): Promise<void>;
+  mkdir(path: string, options?: { mode?: number; parents?: boolean }): Promise<void>;
+  stat(path: string): Promise<FileStat>;
+  exists(path: string): Promise<boolean>;
+  remove(path: string, options?: { recursive?: boolean }): Promise<void>;
+}
+
+export interface Env {
+  get(name: string): Promise<string | null>;
+  all(): Promise<Record<string, string>>;
+  set(name: string, value: string): Promise<void>;
+  unset(name: string): Promise<void>;
+}
+
+export type ShTag = (strings: TemplateStringsArray, ...values: unknown[]) => ResultPromise;
+
+export declare class Sandbox {
+  static create(options?: SandboxOptions): Promise<Sandbox>;
+  readonly files: Files;
+  readonly env: Env;
+  readonly closed: boolean;
+  /** Tagged template: interpolated values (and array elements) are shell-quoted. */
+  sh(strings: TemplateStringsArray, ...values: unknown[]): ResultPromise;
+  sh(command: string, options?: ExecOptions): ResultPromise;
+  /** An `sh` tag bound to options. */
+  with(options: ExecOptions): ShTag;
+  exec(argv: string[], options?: ExecOptions): ResultPromise;
+  spawn(argv: string[], options?: SpawnOptions): Promise<Process>;
+  ping(timeoutMs?: number): Promise<void>;
+  status(): AirlockError | null;
+  console(): Promise<Buffer>;
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export declare function quote(value: unknown): string;
+
+export declare class AirlockError extends Error {
+  readonly code: string;
+  readonly status: number;
+}
+export declare class InvalidArgumentError extends AirlockError {}
+export declare class NotFoundError extends AirlockError {}
+export declare class PermissionDeniedError extends AirlockError {}
+export declare class UnavailableError extends AirlockError {}
+export declare class IOError extends AirlockError {}
+export declare class TimeoutError extends AirlockError {}
+export declare class ClosedError extends AirlockError {}
+export declare class ProtocolError extends AirlockError {}
+export declare class ResourceExhaustedError extends AirlockError {}
+export declare class DeniedError extends AirlockError {}
+export declare class BadImageError extends AirlockError {}
+export declare class InternalError extends AirlockError {}
+export declare class CancelledError extends AirlockError {}
+export declare class CallbackError extends AirlockError {}
