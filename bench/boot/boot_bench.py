@@ -83,7 +83,10 @@ def run_once(name, argv, mem_mib, timeout):
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        proc.wait()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            print(f"{name}: pid {proc.pid} did not die after SIGKILL", file=sys.stderr)
     if boot_s is None:
         tail = buf[-2000:].decode(errors="replace")
         print(f"{name}: no {MARKER.decode()} within {timeout}s; output tail:\n{tail}",
@@ -104,15 +107,17 @@ def main():
     ap.add_argument("--memory", type=int, default=512, help="MiB")
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--timeout", type=float, default=180, help="per boot, seconds")
     a = ap.parse_args()
     for path in (a.airlock, a.vmlinux, a.bzimage, a.initramfs):
         if not os.path.exists(path):
             sys.exit(f"boot_bench: missing {path} (build airlock; scripts/fetch-kernel.sh; "
                      "scripts/build-initramfs.sh)")
 
-    # The guest prints the marker, then sits idle until killed.
-    cmdline = "console=ttyS0 reboot=k panic=-1 quiet airlock_test=idle"
+    # The guest prints the marker, then sits idle until killed. QEMU gets the same kernel
+    # command line as airlock's default (vmm::default_cmdline(true)) plus the test selector.
+    cmdline = ("console=ttyS0 reboot=k panic=-1 8250.nr_uarts=1 pci=off i8042.noaux i8042.nomux "
+               "quiet airlock_test=idle")
     qemu_common = [a.qemu, "-M", "microvm,rtc=on", "-enable-kvm", "-cpu", "host", "-nodefaults",
                    "-no-user-config", "-nographic", "-serial", "stdio", "-m", str(a.memory),
                    "-smp", str(a.cpus), "-initrd", a.initramfs, "-append", cmdline]
