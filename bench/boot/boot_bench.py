@@ -114,17 +114,20 @@ def main():
             sys.exit(f"boot_bench: missing {path} (build airlock; scripts/fetch-kernel.sh; "
                      "scripts/build-initramfs.sh)")
 
-    # The guest prints the marker, then sits idle until killed. QEMU gets the same kernel
-    # command line as airlock's default (vmm::default_cmdline(true)) plus the test selector.
+    # The guest prints the marker, then sits idle until killed. Both VMMs boot the same kernel
+    # command line: airlock's default (vmm::default_cmdline(true)) plus `extra`.
+    # tsc=reliable no_timer_check: QEMU microvm guests sometimes hang calibrating the TSC in the
+    # nested runner without them (airlock's do not; they get them too, for equal terms).
+    extra = "tsc=reliable no_timer_check airlock_test=idle"
     cmdline = ("console=ttyS0 reboot=k panic=-1 8250.nr_uarts=1 pci=off i8042.noaux i8042.nomux "
-               "quiet airlock_test=idle")
+               "quiet " + extra)
     qemu_common = [a.qemu, "-M", "microvm,rtc=on", "-enable-kvm", "-cpu", "host", "-nodefaults",
                    "-no-user-config", "-nographic", "-serial", "stdio", "-m", str(a.memory),
                    "-smp", str(a.cpus), "-initrd", a.initramfs, "-append", cmdline]
     configs = [
         ("airlock-vmlinux", [a.airlock, "boot", "--kernel", a.vmlinux, "--initramfs", a.initramfs,
                              "--memory", str(a.memory), "--cpus", str(a.cpus),
-                             "--cmdline", "airlock_test=idle"]),
+                             "--cmdline", extra]),
         ("qemu-microvm-bzImage", qemu_common + ["-kernel", a.bzimage]),
         # QEMU boots an uncompressed vmlinux through its PVH note: its fastest configuration.
         ("qemu-microvm-vmlinux-pvh", qemu_common + ["-kernel", a.vmlinux]),
