@@ -123,3 +123,21 @@ TEST_CASE("a bad option is an error value, not an exception or a crash") {
   bad_ca.extra_ca_files = {"/nonexistent/ca.pem"};
   CHECK_FALSE(Proxy::start(bad_ca).ok());
 }
+
+TEST_CASE("connections over max_connections are refused at once; others keep working") {
+  ProxyOptions o;
+  o.allow_net = {"api.example.test"};
+  o.limits.max_connections = 2;
+  ProxyFixture f(std::move(o), false);
+  RawClient a(f.proxy_addr), b(f.proxy_addr);
+  usleep(100000);  // both accepted and counted
+  RawClient c(f.proxy_addr);
+  bool closed = false;
+  c.read_until_close(2s, &closed);
+  CHECK(closed);  // the third is cut off without being served
+  // The first two are still served.
+  std::string port = std::to_string(f.upstream->port());
+  a.send_all("GET http://api.example.test:" + port +
+             "/echo HTTP/1.1\r\nHost: api.example.test:" + port + "\r\nConnection: close\r\n\r\n");
+  CHECK(response_status(a.read_until_close(5s)) == 200);
+}
