@@ -8,6 +8,10 @@
 // sockets (handed to the proxy), the tap (handed to virtio-net) and this object are all gone,
 // the namespace disappears.
 //
+// Keep the object alive as long as the guest runs: it owns the DNS responder. Guest side (for
+// the agent): address guest_address/prefix_len on the virtio-net interface, default route and
+// nameserver host_address, HTTP(S)_PROXY http://host_address:explicit_proxy_port.
+//
 // Privileges: the default mode needs CAP_SYS_ADMIN (unshare) and CAP_NET_ADMIN (tap, address).
 // Caller-tap mode (NetworkConfig::tap_fd) needs none: a privileged helper made the tap and gave
 // its host side the address; listeners and DNS are then opened in the caller's current
