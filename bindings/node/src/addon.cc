@@ -19,9 +19,89 @@
 #include <utility>
 #include <vector>
 
+#include <dlfcn.h>
+
 #include "airlock.h"
 
 namespace {
+
+// libairlock is opened with RTLD_DEEPBIND instead of being linked: node exports its own
+// (OpenSSL) libcrypto symbols, which would otherwise be bound in place of BoringSSL's inside
+// libairlock's dependencies and crash. These pointers shadow the header's functions in this
+// namespace, so the code below reads like plain C ABI calls.
+#define AIRLOCK_FUNCTIONS(X) \
+  X(airlock_abi_version) \
+  X(airlock_env_get) \
+  X(airlock_env_list) \
+  X(airlock_env_set) \
+  X(airlock_env_unset) \
+  X(airlock_exec_options_init) \
+  X(airlock_exec_result_free) \
+  X(airlock_exec_result_init) \
+  X(airlock_file_stat_init) \
+  X(airlock_free) \
+  X(airlock_fs_download) \
+  X(airlock_fs_mkdir) \
+  X(airlock_fs_read) \
+  X(airlock_fs_remove) \
+  X(airlock_fs_stat) \
+  X(airlock_fs_upload) \
+  X(airlock_fs_write) \
+  X(airlock_last_error) \
+  X(airlock_process_close_stdin) \
+  X(airlock_process_destroy) \
+  X(airlock_process_kill) \
+  X(airlock_process_pid) \
+  X(airlock_process_wait) \
+  X(airlock_process_write_stdin) \
+  X(airlock_sandbox_close) \
+  X(airlock_sandbox_console) \
+  X(airlock_sandbox_create) \
+  X(airlock_sandbox_destroy) \
+  X(airlock_sandbox_exec) \
+  X(airlock_sandbox_options_init) \
+  X(airlock_sandbox_ping) \
+  X(airlock_sandbox_sh) \
+  X(airlock_sandbox_spawn) \
+  X(airlock_sandbox_status) \
+  X(airlock_spawn_options_init) \
+  X(airlock_status_name) \
+  X(airlock_version)
+#define AIRLOCK_DECLARE(name) decltype(&::name) name = nullptr;
+AIRLOCK_FUNCTIONS(AIRLOCK_DECLARE)
+
+#ifndef AIRLOCK_DEFAULT_LIBRARY
+#define AIRLOCK_DEFAULT_LIBRARY "libairlock.so.0"
+#endif
+
+// "" on success, else why not.
+std::string load_library() {
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("AIRLOCK_LIBRARY"); env && *env) {
+    candidates.push_back(env);
+  } else {
+    candidates.push_back(AIRLOCK_DEFAULT_LIBRARY);
+    candidates.push_back("libairlock.so.0");
+  }
+  std::string errors;
+  for (const auto& path : candidates) {
+    void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    if (h == nullptr) {
+      const char* e = dlerror();
+      errors += path + ": " + (e ? e : "dlopen failed") + "; ";
+      continue;
+    }
+#define AIRLOCK_LOAD(name)                                           \
+    name = reinterpret_cast<decltype(name)>(dlsym(h, #name));        \
+    if (name == nullptr) return path + ": missing symbol " #name;
+    AIRLOCK_FUNCTIONS(AIRLOCK_LOAD)
+    if (airlock_abi_version() != AIRLOCK_ABI_VERSION)
+      return path + ": ABI version " + std::to_string(airlock_abi_version()) + ", expected " +
+             std::to_string(AIRLOCK_ABI_VERSION);
+    return "";
+  }
+  return "cannot load libairlock (set AIRLOCK_LIBRARY): " + errors;
+}
 
 #define NAPI_OK(call)                                          \
   do {                                                         \
@@ -1049,6 +1129,11 @@ napi_value Versions(napi_env env, napi_callback_info) {
 }
 
 napi_value Init(napi_env env, napi_value exports) {
+  static std::string load_error = load_library();  // once per process
+  if (!load_error.empty()) {
+    napi_throw_error(env, nullptr, load_error.c_str());
+    return nullptr;
+  }
   struct {
     const char* name;
     napi_callback fn;

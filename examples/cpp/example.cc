@@ -1,0 +1,53 @@
+// airlock from C++: run a command, give the guest a secret it only sees as a placeholder, and
+// watch a request to a host outside allow_net be refused.
+#include <cstdio>
+#include <string>
+
+#include "airlock/airlock.hpp"
+
+int main() {
+  const std::string real_key = "sk-example-0123456789abcdef-not-real";
+  airlock::SandboxOptions options;
+  options.boot_timeout = airlock::Millis(240000);
+  bool networking = false;
+#ifdef AIRLOCK_EXAMPLE_NETWORKING
+  options.allow_net = {"api.example.com"};
+  options.secrets = {{"API_KEY", real_key, {"api.example.com"}}};
+  networking = true;
+#else
+  std::printf("networking: not built yet (secrets and allow_net are pending)\n");
+#endif
+  auto sb = airlock::Sandbox::create(std::move(options));
+  if (!sb.ok()) {
+    std::fprintf(stderr, "create failed: %s\n", sb.status().to_string().c_str());
+    return 1;
+  }
+  auto r = (*sb)->sh("echo hello from $(uname -s) $(uname -r)");
+  if (!r.ok() || r->exit_code != 0) return 1;
+  std::printf("command: %s\n", r->text().c_str());
+
+  const char* secret_state = "pending";
+  const char* egress_state = "pending";
+  if (networking) {
+    auto key = (*sb)->sh("printf %s \"$API_KEY\"");
+    if (!key.ok() || key->stdout.empty() || key->stdout.find(real_key) != std::string::npos) {
+      std::fprintf(stderr, "the guest saw the real key or nothing\n");
+      return 1;
+    }
+    std::printf("guest sees API_KEY=%s\n", key->stdout.c_str());
+    secret_state = "placeholder";
+    auto out = (*sb)->sh(
+        "curl -sS -o /dev/null -w '%{http_code}' --max-time 20 https://example.org/; "
+        "echo \" exit=$?\"");
+    if (!out.ok()) return 1;
+    std::printf("request to example.org: %s\n", out->text().c_str());
+    if (out->stdout.rfind("200", 0) == 0 && out->stdout.find("exit=0") != std::string::npos) {
+      std::fprintf(stderr, "example.org was reachable\n");
+      return 1;
+    }
+    egress_state = "refused";
+  }
+  (*sb)->close();
+  std::printf("EXAMPLE ok command=ok secret=%s egress=%s\n", secret_state, egress_state);
+  return 0;
+}

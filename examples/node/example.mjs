@@ -1,0 +1,44 @@
+// airlock from Node: run a command, give the guest a secret it only sees as a placeholder, and
+// watch a request to a host outside allow_net be refused.
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const airlock = require(process.env.AIRLOCK_NODE_PACKAGE ?? '../../bindings/node/index.js');
+const REAL_KEY = 'sk-example-0123456789abcdef-not-real';
+
+let networking = true;
+let sb;
+try {
+  sb = await airlock.Sandbox.create({
+    allowNet: ['api.example.com'],
+    secrets: { API_KEY: { value: REAL_KEY, hosts: ['api.example.com'] } },
+    bootTimeout: 240000,
+  });
+} catch (e) {
+  if (!(e instanceof airlock.UnavailableError) || !/networking/.test(e.message)) throw e;
+  console.log(`networking: ${e.message} (secrets and allow_net are pending)`);
+  networking = false;
+  sb = await airlock.Sandbox.create({ bootTimeout: 240000 });
+}
+
+let secret = 'pending';
+let egress = 'pending';
+// With Node >= 24: `await using box = sb;`. Node 20 disposes explicitly:
+const box = sb;
+try {
+  console.log('command:', await box.sh`echo hello from $(uname -s) $(uname -r)`.text());
+  if (networking) {
+    const seen = await box.sh`printf %s "$API_KEY"`.text();
+    console.log(`guest sees API_KEY=${seen}`);
+    if (!seen || seen.includes(REAL_KEY)) throw new Error('the guest saw the real key or nothing');
+    secret = 'placeholder';
+    const url = 'https://example.org/';
+    const out = await box.sh`curl -sS -o /dev/null -w '%{http_code}' --max-time 20 ${url}; echo " exit=$?"`.text();
+    console.log('request to example.org:', out);
+    if (out.startsWith('200') && out.includes('exit=0')) throw new Error('example.org was reachable');
+    egress = 'refused';
+  }
+} finally {
+  await box[Symbol.asyncDispose]();
+}
+console.log(`EXAMPLE ok command=ok secret=${secret} egress=${egress}`);

@@ -1,0 +1,46 @@
+"""airlock from Python: run a command, give the guest a secret it only sees as a placeholder,
+and watch a request to a host outside allow_net be refused."""
+import sys
+
+import airlock
+
+REAL_KEY = "sk-example-0123456789abcdef-not-real"
+
+
+def main() -> int:
+    networking = True
+    try:
+        sb = airlock.Sandbox(allow_net=["api.example.com"],
+                             secrets={"API_KEY": (REAL_KEY, ["api.example.com"])},
+                             boot_timeout=240)
+    except airlock.UnavailableError as e:
+        if "networking" not in str(e):
+            raise
+        print(f"networking: {e} (secrets and allow_net are pending)")
+        networking = False
+        sb = airlock.Sandbox(boot_timeout=240)
+    secret_state = egress_state = "pending"
+    with sb:
+        r = sb.sh("echo hello from $(uname -s) $(uname -r)")
+        assert r.exit_code == 0, r
+        print("command:", r.text())
+        if networking:
+            seen = sb.sh('printf %s "$API_KEY"').text()
+            print("guest sees API_KEY=" + seen)
+            if not seen or REAL_KEY in seen:
+                print("the guest saw the real key or nothing", file=sys.stderr)
+                return 1
+            secret_state = "placeholder"
+            out = sb.sh("curl -sS -o /dev/null -w '%{http_code}' --max-time 20 "
+                        "https://example.org/; echo \" exit=$?\"").text()
+            print("request to example.org:", out)
+            if out.startswith("200") and "exit=0" in out:
+                print("example.org was reachable", file=sys.stderr)
+                return 1
+            egress_state = "refused"
+    print(f"EXAMPLE ok command=ok secret={secret_state} egress={egress_state}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
