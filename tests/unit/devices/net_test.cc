@@ -473,3 +473,44 @@ TEST_CASE("net: random descriptor tables and rings never hurt the host") {
 }
 
 }  // namespace airlock::devices
+
+namespace airlock::devices {
+
+TEST_CASE("net: driver resets racing kicks and traffic neither deadlock nor crash") {
+  NetFixture f(kBasic | feature(VIRTIO_NET_F_MRG_RXBUF));
+  std::atomic<bool> done{false};
+  // The event thread kicks both queues all the time; the peer keeps sending frames.
+  std::thread kicker([&] {
+    while (!done.load()) {
+      f.transport->notify(0);
+      f.transport->notify(1);
+      auto bytes = with_header(frame_bytes(100, 1));
+      ::send(f.peer.get(), bytes.data(), bytes.size(), MSG_DONTWAIT);
+      std::this_thread::yield();
+    }
+  });
+  for (int round = 0; round < 100; ++round) {
+    // The "vCPU": reset, then bring the device up again with fresh rings and some buffers.
+    reg_write(*f.transport, VIRTIO_MMIO_STATUS, 0);
+    MockDriver rx(f.mem, 16, 0x1000), tx(f.mem, 16, 0x8000);
+    (void)f.mem.write_obj<uint16_t>(rx.avail + 2, 0);
+    (void)f.mem.write_obj<uint16_t>(tx.avail + 2, 0);
+    virtio::testing::negotiate(
+        *f.transport, feature(VIRTIO_F_VERSION_1) | kBasic | feature(VIRTIO_NET_F_MRG_RXBUF));
+    virtio::testing::setup_queue(*f.transport, 0, rx);
+    virtio::testing::setup_queue(*f.transport, 1, tx);
+    virtio::testing::driver_ok(*f.transport);
+    for (int i = 0; i < 4; ++i) rx.add_and_publish({{kRxBuf + 0x1000ull * i, 2048, true}});
+    auto frame = with_header(frame_bytes(60, 2));
+    REQUIRE(f.mem.write(kTxBuf, frame.data(), frame.size()).ok());
+    tx.add_and_publish({{kTxBuf, static_cast<uint32_t>(frame.size()), false}});
+  }
+  done = true;
+  kicker.join();
+  CHECK(f.status() == virtio::testing::kStatusRunning);
+  // The last incarnation still works: its buffers fill from what the peer queued.
+  f.transport->notify(0);
+  CHECK(wait_until([&] { return f.dev->stats().rx_frames > 0; }));
+}
+
+}  // namespace airlock::devices
