@@ -7,7 +7,8 @@
 namespace {
 void usage(FILE* out) {
   std::fprintf(out, "usage: airlock <command> [options]\n\ncommands:\n");
-  for (const auto& c : airlock::cli::kCommands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
+  for (const auto& c : airlock::cli::kCommands)
+    std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
   std::fprintf(out, "\n'airlock <command> --help' for a command's options.\n");
 }
 }  // namespace

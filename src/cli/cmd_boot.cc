@@ -112,12 +112,14 @@ int cmd_boot(int argc, char** argv) {
   }
   if (config.kernel_path.empty()) {
     auto k = vmm::default_kernel_path();
-    if (!k.ok()) return std::fprintf(stderr, "airlock boot: %s\n", k.status().to_string().c_str()), 1;
+    if (!k.ok())
+      return std::fprintf(stderr, "airlock boot: %s\n", k.status().to_string().c_str()), 1;
     config.kernel_path = *k;
   }
   if (config.initramfs_path.empty()) {
     auto r = vmm::default_initramfs_path();
-    if (!r.ok()) return std::fprintf(stderr, "airlock boot: %s\n", r.status().to_string().c_str()), 1;
+    if (!r.ok())
+      return std::fprintf(stderr, "airlock boot: %s\n", r.status().to_string().c_str()), 1;
     config.initramfs_path = *r;
   }
   config.on_console = [](std::string_view bytes) { write_all(1, bytes.data(), bytes.size()); };

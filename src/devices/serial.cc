@@ -39,7 +39,9 @@ uint8_t Serial::interrupt_id_locked() const {
   return kIirNoInterrupt;
 }
 
-bool Serial::irq_level_locked() const { return interrupt_id_locked() != kIirNoInterrupt; }
+bool Serial::irq_level_locked() const {
+  return interrupt_id_locked() != kIirNoInterrupt;
+}
 
 void Serial::update_irq_locked() {
   bool level = irq_level_locked();

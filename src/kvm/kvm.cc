@@ -100,18 +100,19 @@ Result<Kvm> Kvm::open(const char* path) {
   kvm.fd_.reset(fd);
   int version = kvm.api_version();
   if (version != KVM_API_VERSION)
-    return Status(Errc::unavailable,
-                  fmt::format("{}: KVM API version {} (airlock needs {})", path, version,
-                              KVM_API_VERSION));
+    return Status(Errc::unavailable, fmt::format("{}: KVM API version {} (airlock needs {})", path,
+                                                 version, KVM_API_VERSION));
   for (size_t i = 0; i < kNumRequiredCaps; ++i) {
     if (kvm.check_extension(kRequiredCaps[i].cap) <= 0)
-      return Status(Errc::unavailable,
-                    fmt::format("{}: KVM lacks required capability {}", path, kRequiredCaps[i].name));
+      return Status(Errc::unavailable, fmt::format("{}: KVM lacks required capability {}", path,
+                                                   kRequiredCaps[i].name));
   }
   return kvm;
 }
 
-int Kvm::api_version() const { return xioctl(fd_.get(), KVM_GET_API_VERSION, 0ul); }
+int Kvm::api_version() const {
+  return xioctl(fd_.get(), KVM_GET_API_VERSION, 0ul);
+}
 
 int Kvm::check_extension(int cap) const {
   return xioctl(fd_.get(), KVM_CHECK_EXTENSION, static_cast<unsigned long>(cap));
@@ -198,7 +199,8 @@ Status VmFd::irqfd(int event_fd, uint32_t gsi, bool deassign) const {
   f.fd = static_cast<uint32_t>(event_fd);
   f.gsi = gsi;
   f.flags = deassign ? KVM_IRQFD_FLAG_DEASSIGN : 0;
-  if (xioctl(fd_.get(), KVM_IRQFD, &f) < 0) return errno_status(fmt::format("KVM_IRQFD gsi {}", gsi));
+  if (xioctl(fd_.get(), KVM_IRQFD, &f) < 0)
+    return errno_status(fmt::format("KVM_IRQFD gsi {}", gsi));
   return ok_status();
 }
 
@@ -222,8 +224,8 @@ Result<VcpuFd> VmFd::create_vcpu(unsigned id) const {
   int fd = xioctl(fd_.get(), KVM_CREATE_VCPU, static_cast<unsigned long>(id));
   if (fd < 0) return errno_status(fmt::format("KVM_CREATE_VCPU {}", id));
   UniqueFd owned(fd);
-  void* p = ::mmap(nullptr, static_cast<size_t>(mmap_size_), PROT_READ | PROT_WRITE, MAP_SHARED,
-                   fd, 0);
+  void* p =
+      ::mmap(nullptr, static_cast<size_t>(mmap_size_), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) return errno_status(fmt::format("mmap kvm_run of vCPU {}", id));
   return VcpuFd(std::move(owned), static_cast<kvm_run*>(p), static_cast<size_t>(mmap_size_));
 }
@@ -303,8 +305,8 @@ Status VcpuFd::set_msrs(const std::vector<kvm_msr_entry>& msrs) const {
   if (r < 0) return errno_status("KVM_SET_MSRS");
   // KVM returns the number of MSRs set; it stops at the first one it refuses.
   if (static_cast<size_t>(r) != msrs.size())
-    return Status(Errc::unavailable,
-                  fmt::format("KVM_SET_MSRS refused MSR {:#x}", msrs[static_cast<size_t>(r)].index));
+    return Status(Errc::unavailable, fmt::format("KVM_SET_MSRS refused MSR {:#x}",
+                                                 msrs[static_cast<size_t>(r)].index));
   return ok_status();
 }
 

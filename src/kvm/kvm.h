@@ -77,7 +77,8 @@ class VmFd {
 
 class VcpuFd {
  public:
-  VcpuFd(UniqueFd fd, kvm_run* run, size_t run_size) : fd_(std::move(fd)), run_(run), run_size_(run_size) {}
+  VcpuFd(UniqueFd fd, kvm_run* run, size_t run_size)
+      : fd_(std::move(fd)), run_(run), run_size_(run_size) {}
   VcpuFd(VcpuFd&& o) noexcept;
   VcpuFd& operator=(VcpuFd&& o) noexcept;
   VcpuFd(const VcpuFd&) = delete;
@@ -85,7 +86,8 @@ class VcpuFd {
   ~VcpuFd();
 
   // KVM_RUN. Returns ok on a normal exit (read run()->exit_reason); Errc::cancelled when
-  // interrupted by a signal or immediate_exit (EINTR/EAGAIN), so the caller can check its stop flag.
+  // interrupted by a signal or immediate_exit (EINTR/EAGAIN), so the caller can check its stop
+  // flag.
   Status run() const;
   kvm_run* run_struct() const { return run_; }
   // Makes the next (or current, together with a signal) KVM_RUN return at once.

@@ -61,8 +61,8 @@ class MappedFile {
       return Status(Errc::invalid_argument, fmt::format("{} {} is not a regular file", what, path));
     if (st.st_size == 0) return Status(Errc::bad_image, fmt::format("{} {} is empty", what, path));
     if (static_cast<uint64_t>(st.st_size) > max_bytes)
-      return Status(Errc::bad_image, fmt::format("{} {} is too large ({} MiB)", what, path,
-                                                 st.st_size >> 20));
+      return Status(Errc::bad_image,
+                    fmt::format("{} {} is too large ({} MiB)", what, path, st.st_size >> 20));
     void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) return errno_status(fmt::format("mmap {} {}", what, path));
     MappedFile f;
@@ -87,7 +87,8 @@ class MappedFile {
 // Copies from a read-only file mapping into guest memory in chunks, dropping each chunk's file
 // pages from our page tables afterwards (they stay in the page cache): the VMM's RSS then
 // holds the guest's copy only, not a second one of the kernel and initramfs.
-Status copy_from_file_mapping(const GuestMemory& mem, uint64_t gpa, const uint8_t* src, size_t len) {
+Status copy_from_file_mapping(const GuestMemory& mem, uint64_t gpa, const uint8_t* src,
+                              size_t len) {
   constexpr size_t kChunk = 2 << 20;
   const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   while (len > 0) {
@@ -147,7 +148,9 @@ std::string default_cmdline(bool quiet) {
   return s;
 }
 
-int Machine::kick_signal() { return SIGRTMIN; }
+int Machine::kick_signal() {
+  return SIGRTMIN;
+}
 
 struct Machine::Impl {
   MachineConfig config;
@@ -277,8 +280,11 @@ struct Machine::Impl {
     auto regs = vcpus[index].get_regs();
     auto sregs = vcpus[index].get_sregs();
     if (!regs.ok() || !sregs.ok()) return;
-    AIRLOCK_LOG_DEBUG(kLog, "vCPU {} ends at rip={:#x} rsp={:#x} rcx={:#x} rdi={:#x} cr0={:#x} cr3={:#x} cr4={:#x} efer={:#x}",
-                      index, regs->rip, regs->rsp, regs->rcx, regs->rdi, sregs->cr0, sregs->cr3, sregs->cr4, sregs->efer);
+    AIRLOCK_LOG_DEBUG(kLog,
+                      "vCPU {} ends at rip={:#x} rsp={:#x} rcx={:#x} rdi={:#x} cr0={:#x} cr3={:#x} "
+                      "cr4={:#x} efer={:#x}",
+                      index, regs->rip, regs->rsp, regs->rcx, regs->rdi, sregs->cr0, sregs->cr3,
+                      sregs->cr4, sregs->efer);
   }
 
   void run_vcpu(size_t index) {
@@ -409,8 +415,9 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig config) {
                   fmt::format("guest memory of {} MiB is too small: at least {} MiB needed",
                               config.memory_bytes >> 20, kMinMemoryBytes >> 20));
   if (config.memory_bytes > kMaxMemoryBytes)
-    return Status(Errc::invalid_argument, fmt::format("guest memory of {} MiB is above the {} GiB limit",
-                                                      config.memory_bytes >> 20, kMaxMemoryBytes >> 30));
+    return Status(Errc::invalid_argument,
+                  fmt::format("guest memory of {} MiB is above the {} GiB limit",
+                              config.memory_bytes >> 20, kMaxMemoryBytes >> 30));
   if (config.memory_bytes % x86::kPageSize != 0)
     return Status(Errc::invalid_argument, "guest memory size must be a multiple of 4 KiB");
   if (config.vcpus < 1 || config.vcpus > kMaxVcpus)
@@ -424,12 +431,15 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig config) {
                            MappedFile::open(config.kernel_path, "kernel", kMaxKernelBytes));
   std::optional<MappedFile> initrd_file;
   if (!config.initramfs_path.empty()) {
-    AIRLOCK_ASSIGN_OR_RETURN(MappedFile f, MappedFile::open(config.initramfs_path, "initramfs",
-                                                            kMaxInitramfsBytes));
+    AIRLOCK_ASSIGN_OR_RETURN(
+        MappedFile f, MappedFile::open(config.initramfs_path, "initramfs", kMaxInitramfsBytes));
     initrd_file.emplace(std::move(f));
   }
   auto image = kernel_file.bytes();
-  if (!(image.size() >= 4 && std::memcmp(image.data(), "\x7f" "ELF", 4) == 0)) {
+  if (!(image.size() >= 4 && std::memcmp(image.data(),
+                                         "\x7f"
+                                         "ELF",
+                                         4) == 0)) {
     Status st = x86::validate_bzimage(image);
     if (!st.ok()) return st.prefix("kernel " + config.kernel_path);
   }
@@ -438,7 +448,8 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig config) {
   impl->config = std::move(config);
   MachineConfig& cfg = impl->config;
   AIRLOCK_ASSIGN_OR_RETURN(impl->kvm, kvm::Kvm::open());
-  AIRLOCK_ASSIGN_OR_RETURN(impl->memory, GuestMemory::create(cfg.memory_bytes, x86::kMmioHoleStart));
+  AIRLOCK_ASSIGN_OR_RETURN(impl->memory,
+                           GuestMemory::create(cfg.memory_bytes, x86::kMmioHoleStart));
   const uint64_t ram_end = x86::low_ram_end(cfg.memory_bytes);
   {
     auto loaded = x86::load_kernel(impl->memory, image, ram_end, copy_from_file_mapping);
@@ -580,7 +591,9 @@ void Machine::stop() {
   impl_->join_all();
 }
 
-void Machine::kill() { stop(); }
+void Machine::kill() {
+  stop();
+}
 
 bool Machine::running() const {
   std::lock_guard lock(impl_->mu);
@@ -607,13 +620,17 @@ Status Machine::write_console(std::string_view bytes) {
   return ok_status();
 }
 
-const GuestMemory& Machine::memory() const { return impl_->memory; }
+const GuestMemory& Machine::memory() const {
+  return impl_->memory;
+}
 
 std::string Machine::cmdline() const {
   std::lock_guard lock(impl_->mu);
   return impl_->cmdline;
 }
 
-unsigned Machine::vcpu_count() const { return impl_->config.vcpus; }
+unsigned Machine::vcpu_count() const {
+  return impl_->config.vcpus;
+}
 
 }  // namespace airlock::vmm

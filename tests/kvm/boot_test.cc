@@ -37,8 +37,9 @@ void require_kvm() {
     FAIL("KVM is not usable here (" << kvm.status().to_string()
                                     << "); run the KVM tests through scripts/kvm-run");
   if (exists("/sys/module/kvm_pvm"))
-    FAIL("/dev/kvm is PVM (kvm_pvm), which cannot run Debian's stock kernel at a usable speed; "
-         "run the KVM tests through scripts/kvm-run (nested runner)");
+    FAIL(
+        "/dev/kvm is PVM (kvm_pvm), which cannot run Debian's stock kernel at a usable speed; "
+        "run the KVM tests through scripts/kvm-run (nested runner)");
 }
 
 std::string kernel_path(const char* name) {

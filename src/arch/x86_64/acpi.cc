@@ -64,7 +64,9 @@ std::vector<uint8_t> aml_package(std::vector<uint8_t> head, const std::vector<ui
   return head;
 }
 
-void aml_name_seg(std::vector<uint8_t>& b, const std::string& seg) { append_str(b, seg.c_str(), 4); }
+void aml_name_seg(std::vector<uint8_t>& b, const std::string& seg) {
+  append_str(b, seg.c_str(), 4);
+}
 
 std::vector<uint8_t> virtio_mmio_device_aml(unsigned index, const MmioDeviceInfo& d) {
   std::vector<uint8_t> body;
@@ -208,8 +210,8 @@ std::vector<uint8_t> build_fadt(uint64_t dsdt_addr) {
   put(t, 109, (1u << 2) | (1u << 3) | (1u << 5), 2);
   // Flags: HW_REDUCED_ACPI, no fixed power button, no fixed sleep button.
   put(t, 112, (1u << 20) | (1u << 4) | (1u << 5), 4);
-  t[131] = 5;                  // FADT minor version (ACPI 6.5)
-  put(t, 140, dsdt_addr, 8);  // X_DSDT
+  t[131] = 5;                                  // FADT minor version (ACPI 6.5)
+  put(t, 140, dsdt_addr, 8);                   // X_DSDT
   std::memcpy(t.data() + 268, "AIRLOCKV", 8);  // hypervisor vendor identity
   finish(t);
   return t;
@@ -230,7 +232,7 @@ std::vector<uint8_t> build_rsdp(uint64_t xsdt_addr) {
   put(r, 16, 0, 4);   // no RSDT
   put(r, 20, 36, 4);  // length
   put(r, 24, xsdt_addr, 8);
-  r[8] = static_cast<uint8_t>(0x100 - acpi_checksum(r.data(), 20));  // ACPI 1.0 part
+  r[8] = static_cast<uint8_t>(0x100 - acpi_checksum(r.data(), 20));   // ACPI 1.0 part
   r[32] = static_cast<uint8_t>(0x100 - acpi_checksum(r.data(), 36));  // whole structure
   return r;
 }

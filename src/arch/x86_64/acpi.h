@@ -1,9 +1,9 @@
 // ACPI tables for a hardware-reduced platform: RSDP -> XSDT -> {FADT -> DSDT, MADT}.
 // The MADT lists every vCPU's local APIC and the IOAPIC (so Linux brings up all CPUs and routes
-// ISA IRQs 1:1 to IOAPIC pins); the DSDT declares COM1 (so its IRQ 4 gets routed) and each virtio-mmio device as a "LNRO0005"
-// device with its MMIO window and interrupt — Debian's kernel finds virtio-mmio devices only
-// this way (it is built without virtio_mmio.device= support and without device tree on x86).
-// Pure functions over bytes / GuestMemory. Threads: any.
+// ISA IRQs 1:1 to IOAPIC pins); the DSDT declares COM1 (so its IRQ 4 gets routed) and each
+// virtio-mmio device as a "LNRO0005" device with its MMIO window and interrupt — Debian's kernel
+// finds virtio-mmio devices only this way (it is built without virtio_mmio.device= support and
+// without device tree on x86). Pure functions over bytes / GuestMemory. Threads: any.
 #pragma once
 
 #include <cstdint>

@@ -23,10 +23,11 @@ Result<uint64_t> place_initrd(const LoadedKernel& kernel, uint64_t initrd_size, 
   uint64_t limit = std::min<uint64_t>(uint64_t{kernel.header.initrd_addr_max} + 1, ram_end);
   uint64_t lowest = (kernel.end + kPageSize - 1) & ~(kPageSize - 1);
   if (initrd_size > limit || limit - initrd_size < lowest)
-    return Status(Errc::resource_exhausted,
-                  fmt::format("initramfs of {} KiB does not fit between the kernel (ends at {} MiB) "
-                              "and {} MiB: give the machine more memory",
-                              initrd_size >> 10, kernel.end >> 20, limit >> 20));
+    return Status(
+        Errc::resource_exhausted,
+        fmt::format("initramfs of {} KiB does not fit between the kernel (ends at {} MiB) "
+                    "and {} MiB: give the machine more memory",
+                    initrd_size >> 10, kernel.end >> 20, limit >> 20));
   return (limit - initrd_size) & ~(kPageSize - 1);
 }
 

@@ -18,8 +18,8 @@ kvm_regs boot_regs(uint64_t entry, uint64_t boot_params_addr) {
 
 kvm_fpu boot_fpu() {
   kvm_fpu f{};
-  f.fcw = 0x37f;      // x87 default control word (FNINIT)
-  f.mxcsr = 0x1f80;   // SSE default: all exceptions masked
+  f.fcw = 0x37f;     // x87 default control word (FNINIT)
+  f.mxcsr = 0x1f80;  // SSE default: all exceptions masked
   return f;
 }
 

@@ -17,7 +17,9 @@ constexpr uint64_t kSetupHeaderOffset = 0x1f1;
 constexpr uint32_t kHdrSMagic = 0x53726448;  // "HdrS"
 constexpr uint16_t kMinProtocol = 0x206;     // cmdline_size first appears in 2.06
 
-Status bad(std::string msg) { return Status(Errc::bad_image, std::move(msg)); }
+Status bad(std::string msg) {
+  return Status(Errc::bad_image, std::move(msg));
+}
 
 bool is_elf(std::span<const uint8_t> image) {
   return image.size() >= 4 && std::memcmp(image.data(), ELFMAG, SELFMAG) == 0;
@@ -39,9 +41,10 @@ Status copy_image(const ImageCopy& copy, const GuestMemory& mem, uint64_t gpa, c
 
 Status validate_bzimage(std::span<const uint8_t> image) {
   if (image.size() < kSetupHeaderOffset + sizeof(setup_header))
-    return bad(fmt::format("kernel image truncated or not a kernel at all (not a bzImage or ELF "
-                           "vmlinux): {} bytes is smaller than a bzImage setup header",
-                           image.size()));
+    return bad(
+        fmt::format("kernel image truncated or not a kernel at all (not a bzImage or ELF "
+                    "vmlinux): {} bytes is smaller than a bzImage setup header",
+                    image.size()));
   setup_header h = read_header(image);
   if (h.header != kHdrSMagic)
     return bad("not a bzImage: no \"HdrS\" magic at offset 0x202 (and not an ELF vmlinux)");
@@ -51,17 +54,20 @@ Status validate_bzimage(std::span<const uint8_t> image) {
                            h.version >> 8, h.version & 0xff));
   // xloadflags exists from 2.12; without XLF_KERNEL_64 there is no 64-bit entry point.
   if (h.version < 0x20c || !(h.xloadflags & XLF_KERNEL_64))
-    return bad(fmt::format("bzImage (boot protocol {}.{:02}) has no 64-bit entry point "
-                           "(XLF_KERNEL_64 not set in xloadflags): airlock boots 64-bit kernels only",
-                           h.version >> 8, h.version & 0xff));
-  if (!(h.loadflags & LOADED_HIGH)) return bad("bzImage is not loadable at 1 MiB (LOADED_HIGH clear)");
+    return bad(
+        fmt::format("bzImage (boot protocol {}.{:02}) has no 64-bit entry point "
+                    "(XLF_KERNEL_64 not set in xloadflags): airlock boots 64-bit kernels only",
+                    h.version >> 8, h.version & 0xff));
+  if (!(h.loadflags & LOADED_HIGH))
+    return bad("bzImage is not loadable at 1 MiB (LOADED_HIGH clear)");
   uint64_t setup_sects = h.setup_sects == 0 ? 4 : h.setup_sects;
   uint64_t payload_off = (setup_sects + 1) * 512;
   uint64_t payload_len = static_cast<uint64_t>(h.syssize) * 16;
   if (payload_off >= image.size() || payload_len == 0 || payload_len > image.size() - payload_off)
-    return bad(fmt::format("bzImage truncated: header announces {} bytes of kernel after {} bytes "
-                           "of setup, file has {} bytes",
-                           payload_len, payload_off, image.size()));
+    return bad(
+        fmt::format("bzImage truncated: header announces {} bytes of kernel after {} bytes "
+                    "of setup, file has {} bytes",
+                    payload_len, payload_off, image.size()));
   if (h.init_size == 0) return bad("bzImage has init_size 0");
   return ok_status();
 }
@@ -76,7 +82,8 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& mem, std::span<const uint8_
   // The decompressor runs in place when loaded at or above pref_address, else it moves its
   // output up to pref_address; either way it needs init_size bytes there.
   uint64_t load = kHighMemStart;
-  uint64_t end = std::max(load + payload_len, std::max<uint64_t>(load, h.pref_address) + h.init_size);
+  uint64_t end =
+      std::max(load + payload_len, std::max<uint64_t>(load, h.pref_address) + h.init_size);
   if (end > ram_end)
     return Status(Errc::resource_exhausted,
                   fmt::format("kernel needs memory up to {} MiB but the guest has {} MiB below "

@@ -20,9 +20,9 @@ enum class KernelFormat { bzimage, elf };
 
 struct LoadedKernel {
   KernelFormat format = KernelFormat::bzimage;
-  uint64_t entry = 0;     // guest-physical 64-bit entry point
-  uint64_t load_addr = 0; // lowest guest-physical byte written
-  uint64_t end = 0;       // one past the highest byte the kernel will use (incl. init_size)
+  uint64_t entry = 0;      // guest-physical 64-bit entry point
+  uint64_t load_addr = 0;  // lowest guest-physical byte written
+  uint64_t end = 0;        // one past the highest byte the kernel will use (incl. init_size)
   // The setup header to copy into boot_params: the image's own for a bzImage, a minimal one
   // for an ELF vmlinux.
   setup_header header{};

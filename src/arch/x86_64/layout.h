@@ -8,21 +8,21 @@
 namespace airlock::x86 {
 
 constexpr uint64_t kPageSize = 0x1000;
-constexpr uint64_t kGdtAddr = 0x500;         // boot GDT (5 entries)
-constexpr uint64_t kIdtAddr = 0x540;         // empty IDT
-constexpr uint64_t kZeroPageAddr = 0x7000;   // struct boot_params
-constexpr uint64_t kBootStackTop = 0x8ff0;   // rsp at entry; the kernel switches stacks at once
-constexpr uint64_t kPml4Addr = 0x9000;       // identity page tables: PML4, PDPT, 4 PDs
+constexpr uint64_t kGdtAddr = 0x500;        // boot GDT (5 entries)
+constexpr uint64_t kIdtAddr = 0x540;        // empty IDT
+constexpr uint64_t kZeroPageAddr = 0x7000;  // struct boot_params
+constexpr uint64_t kBootStackTop = 0x8ff0;  // rsp at entry; the kernel switches stacks at once
+constexpr uint64_t kPml4Addr = 0x9000;      // identity page tables: PML4, PDPT, 4 PDs
 constexpr uint64_t kPdptAddr = 0xa000;
-constexpr uint64_t kPdAddr = 0xb000;         // 4 pages: 0xb000..0xefff, 2 MiB pages up to 4 GiB
+constexpr uint64_t kPdAddr = 0xb000;  // 4 pages: 0xb000..0xefff, 2 MiB pages up to 4 GiB
 constexpr uint64_t kCmdlineAddr = 0x20000;
-constexpr uint64_t kCmdlineMax = 0x10000;    // bytes available at kCmdlineAddr
-constexpr uint64_t kEbdaStart = 0x9fc00;     // RAM below this is usable; above is reserved
-constexpr uint64_t kAcpiAddr = 0xe0000;      // RSDP then the other ACPI tables (BIOS area)
+constexpr uint64_t kCmdlineMax = 0x10000;  // bytes available at kCmdlineAddr
+constexpr uint64_t kEbdaStart = 0x9fc00;   // RAM below this is usable; above is reserved
+constexpr uint64_t kAcpiAddr = 0xe0000;    // RSDP then the other ACPI tables (BIOS area)
 constexpr uint64_t kAcpiEnd = 0x100000;
-constexpr uint64_t kHighMemStart = 0x100000;  // 1 MiB: the bzImage protected-mode kernel
-constexpr uint64_t kMmioHoleStart = 0xc0000000;  // 3 GiB
-constexpr uint64_t kMmioHoleEnd = 0x100000000;   // 4 GiB
+constexpr uint64_t kHighMemStart = 0x100000;      // 1 MiB: the bzImage protected-mode kernel
+constexpr uint64_t kMmioHoleStart = 0xc0000000;   // 3 GiB
+constexpr uint64_t kMmioHoleEnd = 0x100000000;    // 4 GiB
 constexpr uint64_t kVirtioMmioBase = 0xd0000000;  // virtio-mmio windows, 4 KiB each
 constexpr uint64_t kVirtioMmioSize = 0x1000;
 constexpr uint32_t kVirtioFirstIrq = 5;

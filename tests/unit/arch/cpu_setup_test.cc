@@ -15,7 +15,8 @@ TEST_CASE("identity page tables map the first 4 GiB with 2 MiB pages") {
   REQUIRE(cr3.ok());
   CHECK(*cr3 == kPml4Addr);
   // Walk a few addresses the way the MMU would.
-  for (uint64_t va : {0ull, 0x100200ull, 0x1fe32000ull, 0xbfffffffull, 0xd0000000ull, 0xffffffffull}) {
+  for (uint64_t va :
+       {0ull, 0x100200ull, 0x1fe32000ull, 0xbfffffffull, 0xd0000000ull, 0xffffffffull}) {
     uint64_t pml4e = *mem->read_obj<uint64_t>(kPml4Addr + ((va >> 39) & 511) * 8);
     REQUIRE((pml4e & 1) == 1);
     uint64_t pdpte = *mem->read_obj<uint64_t>((pml4e & ~0xfffull) + ((va >> 30) & 511) * 8);

@@ -23,7 +23,7 @@ std::vector<kvm_cpuid_entry2> supported() {
   return {
       leaf(0, 0, 0x10, 0x68747541, 0x444d4163, 0x69746e65),
       leaf(1, 0, 0x00800f12, 0x07080800, 0x7ed8320b, 0x178bfbff),
-      leaf(4, 0, 0x00000121, 0x01c0003f, 0x3f, 0),  // L1d
+      leaf(4, 0, 0x00000121, 0x01c0003f, 0x3f, 0),   // L1d
       leaf(4, 3, 0x00000163, 0x03c0003f, 0xfff, 0),  // L3
       leaf(0xb, 0, 1, 2, 0x100, 7),
       leaf(0xb, 1, 4, 16, 0x201, 7),

@@ -43,7 +43,8 @@ TEST_CASE("DLAB switches offsets 0 and 1 to the divisor latch") {
   CHECK(h.uart.read(SCR) == 0x5a);
 }
 
-TEST_CASE("THRE interrupt: raised when enabled, cleared by reading IIR, raised again after a write") {
+TEST_CASE(
+    "THRE interrupt: raised when enabled, cleared by reading IIR, raised again after a write") {
   Harness h;
   CHECK(h.uart.read(IIR) == 0x01);  // no interrupt pending
   h.uart.write(IER, 0x02);
