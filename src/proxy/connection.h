@@ -30,6 +30,7 @@
 #include "proxy/secrets.h"
 #include "proxy/server.h"
 #include "proxy/tls.h"
+#include "proxy/websocket_redactor.h"
 
 namespace airlock::proxy {
 
@@ -207,6 +208,7 @@ class Connection : public ClientHelloObserver {
   bool response_head_sent_ = false;
   bool interim_response_ = false;
   std::unique_ptr<Redactor> redactor_;
+  std::unique_ptr<WebSocketRedactor> ws_redactor_;  // server-to-client frames after an upgrade
   bool close_after_response_ = false;
 
   // Deadline.

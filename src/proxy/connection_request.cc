@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "base/secret.h"
 #include "proxy/connection_internal.h"
+#include "proxy/websocket_redactor.h"
 
 namespace airlock::proxy {
 
@@ -52,8 +53,20 @@ bool Connection::process_splice() {
     progress = true;
   }
   if (!upstream_.in.empty() && client_.pending_out() < kHighWater) {
-    client_.out.append(upstream_.in);
-    event_.bytes_down += upstream_.in.size();
+    if (ws_redactor_) {
+      std::string redacted;
+      if (!ws_redactor_->feed(upstream_.in, &redacted)) {
+        // Compressed, malformed or oversized frames cannot be checked for secret values.
+        AIRLOCK_LOG_WARN("proxy", "connection {}: WebSocket frame refused", id_);
+        close_now();
+        return true;
+      }
+      event_.bytes_down += redacted.size();
+      client_.out += redacted;
+    } else {
+      client_.out.append(upstream_.in);
+      event_.bytes_down += upstream_.in.size();
+    }
     upstream_.in.clear();
     progress = true;
   }
@@ -234,6 +247,11 @@ void Connection::on_request_head() {
                         : (h.content_length > 0 ? BodyMode::content_length : BodyMode::none);
   req_content_length_ = h.content_length;
   upgrade_requested_ = h.upgrade;
+  if (upgrade_requested_ && !ctx_.secrets.empty()) {
+    auto protocol = find_header(h.headers, "upgrade");
+    if (!protocol || !iequals(trim(*protocol), "websocket"))
+      return refuse(403, "only WebSocket upgrades can be checked for secret values");
+  }
 
   if (ctx_.options.hook) {
     HookRequest hr;
@@ -480,6 +498,9 @@ std::string Connection::build_request_head(int64_t content_length) {
     std::string lower = to_lower(name);
     if (std::find(tokens.begin(), tokens.end(), lower) != tokens.end()) continue;
     if (force_identity_encoding_ && lower == "accept-encoding") continue;
+    // WebSocket compression would hide echoed values from redaction.
+    if (upgrade_requested_ && !ctx_.secrets.empty() && lower == "sec-websocket-extensions")
+      continue;
     head += name + ": " + value + "\r\n";
   }
   if (force_identity_encoding_) head += "Accept-Encoding: identity\r\n";

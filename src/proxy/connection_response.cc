@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "base/secret.h"
 #include "proxy/connection_internal.h"
+#include "proxy/websocket_redactor.h"
 
 namespace airlock::proxy {
 
@@ -52,6 +53,8 @@ bool Connection::process_response_bytes() {
       case HttpParser::Event::upgrade:
         if (resp_parser_->head().status == 101 && upgrade_requested_) {
           splice_ = true;
+          if (!ctx_.secrets.empty())
+            ws_redactor_ = std::make_unique<WebSocketRedactor>(ctx_.secrets);
           record_audit();
           arm(ctx_.options.limits.idle_timeout, true, "idle");
           return true;

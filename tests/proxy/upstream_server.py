@@ -106,6 +106,14 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "Upgrade")
         self.send_header("Sec-WebSocket-Accept", accept)
         self.end_headers()
+        if "auth=1" in self.path:
+            # Echo the credential the upgrade request carried, as a first text message, split
+            # over two fragments (a redactor must follow values across fragments).
+            auth = self.headers.get("Authorization", "").encode()
+            half = len(auth) // 2
+            self.wfile.write(bytes([0x01, 126]) + half.to_bytes(2, "big") + auth[:half])
+            rest = auth[half:]
+            self.wfile.write(bytes([0x80, 126]) + len(rest).to_bytes(2, "big") + rest)
         self.wfile.flush()
         rf = self.rfile
         while True:
