@@ -522,6 +522,7 @@ Status Machine::start() {
   {
     std::lock_guard lock(m.mu);
     if (m.started) return Status(Errc::invalid_argument, "machine already started");
+    if (m.exit) return Status(Errc::cancelled, "machine was stopped before it started");
     m.started = true;
   }
   std::vector<x86::MmioDeviceInfo> infos;
@@ -560,14 +561,29 @@ Status Machine::start() {
     ::close(epfd);
     return st;
   }
-  m.event_thread = std::thread([&m, epfd] { m.run_events(epfd); });
-  {
+  // std::thread reports failure (no threads left) by exception: turn it into a Status.
+  try {
+    m.event_thread = std::thread([&m, epfd] { m.run_events(epfd); });
+  } catch (const std::exception& e) {
+    ::close(epfd);
+    Status err(Errc::resource_exhausted, std::string("cannot start the event thread: ") + e.what());
+    m.finish(ExitInfo{ExitInfo::Reason::error, err.message(), err});
+    return err;
+  }
+  try {
     // Hold mu so finish() (which kicks through vcpu_handles) sees a consistent list.
     std::lock_guard lock(m.mu);
+    m.vcpu_threads.reserve(m.vcpus.size());  // so only thread creation itself can throw
+    m.vcpu_handles.reserve(m.vcpus.size());
     for (size_t i = 0; i < m.vcpus.size(); ++i) {
       m.vcpu_threads.emplace_back([&m, i] { m.run_vcpu(i); });
       m.vcpu_handles.push_back(m.vcpu_threads.back().native_handle());
     }
+  } catch (const std::exception& e) {
+    Status err(Errc::resource_exhausted, std::string("cannot start vCPU threads: ") + e.what());
+    m.finish(ExitInfo{ExitInfo::Reason::error, err.message(), err});
+    m.join_all();
+    return err;
   }
   AIRLOCK_LOG_DEBUG(kLog, "started {} vCPUs, cmdline: {}", m.vcpus.size(), cmdline);
   return ok_status();
