@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "airlock/proxy.hpp"
 #include "airlock/status.hpp"
 
 namespace airlock {
@@ -44,6 +45,20 @@ struct SandboxOptions {
   Millis boot_timeout{30000};
   // Guest console output (kernel messages, init's errors), as it comes; may be empty.
   std::function<void(std::string_view)> on_console;
+
+  // Networking (src/sandbox/network.h). Empty allow_net: the guest has no network device at all.
+  // Otherwise it gets a virtio-net link into a namespace of its own where only the egress proxy
+  // (allow_net patterns, as ProxyOptions::allow_net) and a DNS responder answer.
+  std::vector<std::string> allow_net;
+  // Each secret's placeholder is set as the guest environment variable `name`; the proxy puts
+  // the real value in requests to the secret's hosts only. The real value never enters the guest.
+  std::vector<SecretSpec> secrets;
+  AuditCallback on_audit;  // proxy audit events (proxy worker threads)
+  RequestHook hook;        // per-request hook (proxy worker threads)
+  // Upstream name overrides ("host" or "host:port" -> IP literal) and extra upstream trust
+  // anchors, as in ProxyOptions; mostly for tests with local upstreams.
+  std::map<std::string, std::string> resolve_override;
+  std::vector<std::string> extra_ca_files;
 };
 
 struct ExecOptions {

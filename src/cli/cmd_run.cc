@@ -30,7 +30,15 @@ void run_usage(FILE* out) {
                "  --env KEY=VALUE    environment for the command (repeatable)\n"
                "  --kernel PATH      guest kernel (default: the cached one)\n"
                "  --initramfs PATH   guest initramfs (default: the cached sandbox image)\n"
-               "  --console          copy the guest console to stderr\n");
+               "  --console          copy the guest console to stderr\n"
+               "  --allow HOST       let the guest reach HOST through the egress proxy (repeatable;\n"
+               "                     \"*.example.com\", \"host:port\"); without it: no network\n"
+               "  --secret NAME=ENV@HOST[,HOST...]\n"
+               "                     the guest's $NAME is a placeholder that the proxy replaces by\n"
+               "                     the value of the host's environment variable ENV on requests\n"
+               "                     to those hosts only\n"
+               "  --resolve HOST=IP  upstream name override for the proxy (tests, local upstreams)\n"
+               "  --extra-ca FILE    also trust FILE's CAs for upstream TLS\n");
 }
 
 bool parse_uint(const char* s, unsigned long long& out) {
@@ -88,6 +96,44 @@ int cmd_run(int argc, char** argv) {
       options.initramfs_path = argv[++i];
     } else if (a == "--console") {
       options.on_console = [](std::string_view s) { (void)!::write(2, s.data(), s.size()); };
+    } else if (a == "--allow" && i + 1 < argc) {
+      options.allow_net.push_back(argv[++i]);
+    } else if (a == "--secret" && i + 1 < argc) {
+      // NAME=ENV@host1,host2: the value is read from the host environment, never from argv.
+      std::string spec = argv[++i];
+      size_t eq = spec.find('='), at = spec.find('@');
+      if (eq == std::string::npos || at == std::string::npos || at < eq || eq == 0) {
+        std::fprintf(stderr, "airlock run: --secret needs NAME=ENV@HOST[,HOST...]\n");
+        return 2;
+      }
+      SecretSpec secret;
+      secret.name = spec.substr(0, eq);
+      std::string env_name = spec.substr(eq + 1, at - eq - 1);
+      const char* env_value = std::getenv(env_name.c_str());
+      if (env_value == nullptr || *env_value == '\0') {
+        std::fprintf(stderr, "airlock run: --secret: environment variable %s is not set\n",
+                     env_name.c_str());
+        return 2;
+      }
+      secret.value = env_value;
+      std::string hosts = spec.substr(at + 1);
+      for (size_t start = 0; start <= hosts.size();) {
+        size_t comma = hosts.find(',', start);
+        if (comma == std::string::npos) comma = hosts.size();
+        if (comma > start) secret.hosts.push_back(hosts.substr(start, comma - start));
+        start = comma + 1;
+      }
+      options.secrets.push_back(std::move(secret));
+    } else if (a == "--resolve" && i + 1 < argc) {
+      std::string spec = argv[++i];
+      size_t eq = spec.rfind('=');
+      if (eq == std::string::npos || eq == 0) {
+        std::fprintf(stderr, "airlock run: --resolve needs HOST=IP\n");
+        return 2;
+      }
+      options.resolve_override[spec.substr(0, eq)] = spec.substr(eq + 1);
+    } else if (a == "--extra-ca" && i + 1 < argc) {
+      options.extra_ca_files.push_back(argv[++i]);
     } else if (!a.empty() && a[0] == '-') {
       std::fprintf(stderr, "airlock run: bad option or value: %s\n", a.c_str());
       run_usage(stderr);

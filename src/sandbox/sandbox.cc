@@ -20,6 +20,7 @@
 #include "devices/vsock.h"
 #include "sandbox/defaults.h"
 #include "sandbox/internal.h"
+#include "sandbox/network.h"
 #include "vmm/defaults.h"
 #include "vmm/machine.h"
 
@@ -147,6 +148,7 @@ class SandboxImpl final : public Sandbox {
   void monitor_loop();
   void end(Status why);
 
+  std::unique_ptr<sandbox::GuestNetwork> network_;  // null without allow_net
   std::unique_ptr<vmm::Machine> machine_;
   std::shared_ptr<devices::VsockDevice> vsock_;
   std::unique_ptr<devices::VsockListener> listener_;
@@ -171,6 +173,9 @@ Status SandboxImpl::boot(SandboxOptions options) {
     AIRLOCK_ASSIGN_OR_RETURN(options.initramfs_path, sandbox::default_sandbox_initramfs_path());
   }
   AIRLOCK_ASSIGN_OR_RETURN(auto env, env_entries(options.env));
+  if (!options.allow_net.empty() || !options.secrets.empty()) {
+    AIRLOCK_ASSIGN_OR_RETURN(network_, sandbox::GuestNetwork::create(options));
+  }
   auto deadline = std::chrono::steady_clock::now() + options.boot_timeout;
 
   vsock_ = devices::VsockDevice::create();
@@ -186,6 +191,7 @@ Status SandboxImpl::boot(SandboxOptions options) {
   AIRLOCK_ASSIGN_OR_RETURN(machine_, vmm::Machine::create(std::move(config)));
   AIRLOCK_ASSIGN_OR_RETURN(int slot, machine_->add_virtio_device(vsock_));
   (void)slot;
+  if (network_) AIRLOCK_RETURN_IF_ERROR(machine_->add_virtio_device(network_->device()).status());
   AIRLOCK_RETURN_IF_ERROR(machine_->start());
 
   // Wait for the agent's connection, watching that the guest is still alive.
@@ -221,6 +227,7 @@ Status SandboxImpl::boot(SandboxOptions options) {
   });
   monitor_ = std::thread([this] { monitor_loop(); });
   if (!env.empty()) AIRLOCK_RETURN_IF_ERROR(client_->env_set(env, {}, kControlTimeout));
+  if (network_) AIRLOCK_RETURN_IF_ERROR(network_->configure_guest(*this, options.env));
   return ok_status();
 }
 
@@ -280,6 +287,7 @@ void SandboxImpl::close() {
     if (client_) client_->close();
     if (machine_) machine_->kill();
     if (vsock_) vsock_->shutdown("the sandbox was closed");
+    if (network_) network_->stop();
   });
 }
 
