@@ -14,6 +14,8 @@
 
 #include <fmt/format.h>
 
+#include "base/log.h"
+
 namespace airlock::kvm {
 
 const RequiredCap kRequiredCaps[] = {
@@ -102,6 +104,13 @@ Result<Kvm> Kvm::open(const char* path) {
   if (version != KVM_API_VERSION)
     return Status(Errc::unavailable, fmt::format("{}: KVM API version {} (airlock needs {})", path,
                                                  version, KVM_API_VERSION));
+  // PVM (Pagetable-based VM) provides /dev/kvm without hardware virtualization; ordinary
+  // kernels run under it, but every access to their own memory is emulated: minutes to boot.
+  if (::access("/sys/module/kvm_pvm", F_OK) == 0)
+    AIRLOCK_LOG_WARN("kvm",
+                     "{} is PVM (kvm_pvm): a stock Linux guest boots extremely slowly here; "
+                     "prefer hardware KVM (scripts/kvm-run picks the nested runner)",
+                     path);
   for (size_t i = 0; i < kNumRequiredCaps; ++i) {
     if (kvm.check_extension(kRequiredCaps[i].cap) <= 0)
       return Status(Errc::unavailable, fmt::format("{}: KVM lacks required capability {}", path,
