@@ -12,6 +12,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <span>
 #include <thread>
@@ -289,11 +290,19 @@ struct Machine::Impl {
 
   void run_vcpu(size_t index) {
     current_vcpu_owner = this;
-    run_vcpu_loop(index);
+    std::map<uint64_t, uint64_t> exits;
+    run_vcpu_loop(index, log_enabled(LogLevel::debug) ? &exits : nullptr);
     log_vcpu_state(index);
+    // Debug aid: which ports / MMIO pages this vCPU exited for most (exits are what a VMM
+    // costs a booting guest).
+    std::vector<std::pair<uint64_t, uint64_t>> top(exits.begin(), exits.end());
+    std::sort(top.begin(), top.end(), [](auto& a, auto& b) { return a.second > b.second; });
+    if (top.size() > 6) top.resize(6);
+    for (auto& [where, count] : top)
+      AIRLOCK_LOG_DEBUG(kLog, "vCPU {}: {} exits at {:#x}", index, count, where);
   }
 
-  void run_vcpu_loop(size_t index) {
+  void run_vcpu_loop(size_t index, std::map<uint64_t, uint64_t>* exit_counts) {
     kvm::VcpuFd& vcpu = vcpus[index];
     kvm_run* run = vcpu.run_struct();
     size_t run_size = static_cast<size_t>(kvm.vcpu_mmap_size().value_or(sizeof(kvm_run)));
@@ -306,6 +315,8 @@ struct Machine::Impl {
       }
       VcpuExit e = decode_exit(run, run_size);
       using K = VcpuExit::Kind;
+      if (exit_counts && e.kind >= K::io_in && e.kind <= K::mmio_write)
+        ++(*exit_counts)[e.kind <= K::io_out ? e.address : (e.address & ~0xfffull)];
       switch (e.kind) {
         case K::io_in:
           for (uint32_t i = 0; i < e.count; ++i)
