@@ -402,6 +402,21 @@ int apply_network(O& o, const airlock_sandbox_options& c, airlock_sandbox* handl
       o.secrets.push_back(std::move(spec));
     }
   }
+  if (c.resolve_override_count > 0 || c.extra_ca_files_count > 0) {
+    if constexpr (requires {
+                    o.resolve_override;
+                    o.extra_ca_files;
+                  }) {
+      if (int rc = env_map(c.resolve_override, c.resolve_override_count, &o.resolve_override,
+                           "options.resolve_override"))
+        return rc;
+      if (int rc = string_list(c.extra_ca_files, c.extra_ca_files_count, &o.extra_ca_files,
+                               "options.extra_ca_files"))
+        return rc;
+    } else {
+      return fail(Errc::unavailable, "networking not built yet (no upstream overrides)");
+    }
+  }
   if (wants_audit) {
     if constexpr (requires { o.on_audit = airlock::AuditCallback(); }) {
       std::shared_ptr<Gate> gate = handle->gate;

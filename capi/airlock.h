@@ -184,7 +184,14 @@ typedef struct airlock_sandbox_options {
   void *audit_user_data;
   airlock_hook_fn request_hook;
   void *hook_user_data;
-  uint32_t hook_deadline_ms; /* 0: default */
+  uint32_t hook_deadline_ms; /* 0: default; ignored where the deadline is not configurable */
+  /* Upstream name overrides, like curl --resolve: name "host" or "host:port", value an IP
+   * literal. Mostly for tests against local upstreams. */
+  const airlock_env_var *resolve_override;
+  size_t resolve_override_count;
+  /* PEM files of extra CAs trusted for upstream TLS (tests with local upstreams). */
+  const char *const *extra_ca_files;
+  size_t extra_ca_files_count;
 } airlock_sandbox_options;
 
 typedef struct airlock_exec_options {

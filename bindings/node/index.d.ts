@@ -25,6 +25,31 @@ export interface SandboxOptions {
   /** Milliseconds. */
   bootTimeout?: number;
   onConsole?: (chunk: Buffer) => void;
+  /** One event per request through the egress proxy. */
+  onAudit?: (event: AuditEvent) => void;
+  /** Upstream overrides {"host[:port]": "ip"}, for tests against local servers. */
+  resolveOverride?: Record<string, string>;
+  /** Extra PEM CA files trusted upstream. */
+  extraCaFiles?: string[];
+}
+
+export interface AuditEvent {
+  timeMs: number;
+  connectionId: number;
+  client: string;
+  method: string;
+  scheme: string;
+  host: string;
+  port: number;
+  path: string;
+  status: number;
+  bytesUp: number;
+  bytesDown: number;
+  durationUs: number;
+  decision: 'allowed' | 'denied' | 'error';
+  reason: string;
+  secretsSubstituted: string[];
+  exfiltrationAttempt: boolean;
 }
 
 export interface ExecOptions {

@@ -150,10 +150,20 @@ function execOptions(o = {}) {
 class Process {
   constructor(handle, streams) {
     this._h = handle;
-    /** Readable streams of the output, when no callback was given for it. */
+    this._closed = false;
+    /** Readable streams of the output, when no callback was given for it; they end when the
+     *  command ends. */
     this.stdout = streams.stdout;
     this.stderr = streams.stderr;
-    this._streams = streams;
+    this._done = null;
+    if (this.stdout || this.stderr) {
+      // Streams need the end of the command without anyone calling wait(): one waiter for all.
+      this._done = call(native.wait, this._h, -1).finally(() => this._endStreams());
+      this._done.catch(() => {});
+    }
+  }
+  _endStreams() {
+    for (const s of [this.stdout, this.stderr]) if (s && !s.readableEnded) s.push(null);
   }
   get pid() { return native.pid(this._h); }
   write(data, timeoutMs = 30000) { return call(native.write, this._h, data, timeoutMs); }
@@ -161,14 +171,26 @@ class Process {
   kill(signal = 9) { return call(native.kill, this._h, signal); }
   /** Resolves when the command ends (rejects TimeoutError after timeoutMs; it keeps running). */
   async wait(timeoutMs) {
-    const r = new Result(await call(native.wait, this._h, timeoutMs ?? -1));
-    for (const s of [this.stdout, this.stderr]) if (s && !s.readableEnded) s.push(null);
-    return r;
+    if (this._closed) throw new ClosedError('the process handle is closed', 'closed', -7);
+    if (!this._done) return new Result(await call(native.wait, this._h, timeoutMs ?? -1));
+    if (timeoutMs === undefined || timeoutMs < 0) return new Result(await this._done);
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new TimeoutError(
+        `the command is still running after ${timeoutMs} ms`, 'timeout', -6)), timeoutMs);
+    });
+    try {
+      return new Result(await Promise.race([this._done, timeout]));
+    } finally {
+      clearTimeout(timer);
+    }
   }
   /** Kills the command if still running; no callback runs after this resolves. */
   async close() {
+    if (this._closed) return;
+    this._closed = true;
     await call(native.destroyProcess, this._h);
-    for (const s of [this.stdout, this.stderr]) if (s && !s.readableEnded) s.push(null);
+    this._endStreams();
   }
   async [asyncDispose]() { await this.close(); }
 }
@@ -228,14 +250,16 @@ class Sandbox {
   /**
    * Boots a microVM. Options: allowNet, secrets ({NAME: {value, hosts}} or {NAME: value} bound
    * to every allowNet host), env, memoryMb, vcpus, kernel, initramfs, bootTimeout (ms),
-   * onConsole(Buffer).
+   * onConsole(Buffer), onAudit(event) (one per proxied request; names only, never values),
+   * resolveOverride, extraCaFiles.
    */
   static async create(options = {}) {
     const h = await call(native.create, {
       kernel: options.kernel, initramfs: options.initramfs, memoryMb: options.memoryMb,
       vcpus: options.vcpus, bootTimeoutMs: options.bootTimeout, env: options.env,
       allowNet: options.allowNet, secrets: normaliseSecrets(options.secrets, options.allowNet),
-      onConsole: options.onConsole,
+      onConsole: options.onConsole, resolveOverride: options.resolveOverride,
+      extraCaFiles: options.extraCaFiles, onAudit: options.onAudit,
     });
     return new Sandbox(h);
   }

@@ -36,13 +36,13 @@ int main() {
     }
     std::printf("guest sees API_KEY=%s\n", key->stdout.c_str());
     secret_state = "placeholder";
-    auto out = (*sb)->sh(
-        "curl -sS -o /dev/null -w '%{http_code}' --max-time 20 https://example.org/; "
-        "echo \" exit=$?\"");
+    // The guest's tools go through the proxy (http_proxy is set): example.org gets a 403.
+    auto out = (*sb)->sh("wget -q -O /dev/null http://example.org/ 2>&1; echo \" exit=$?\"");
     if (!out.ok()) return 1;
     std::printf("request to example.org: %s\n", out->text().c_str());
-    if (out->stdout.rfind("200", 0) == 0 && out->stdout.find("exit=0") != std::string::npos) {
-      std::fprintf(stderr, "example.org was reachable\n");
+    if (out->stdout.find("403") == std::string::npos ||
+        out->stdout.find("exit=0") != std::string::npos) {
+      std::fprintf(stderr, "expected the proxy's 403 for example.org\n");
       return 1;
     }
     egress_state = "refused";

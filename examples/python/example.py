@@ -31,11 +31,10 @@ def main() -> int:
                 print("the guest saw the real key or nothing", file=sys.stderr)
                 return 1
             secret_state = "placeholder"
-            out = sb.sh("curl -sS -o /dev/null -w '%{http_code}' --max-time 20 "
-                        "https://example.org/; echo \" exit=$?\"").text()
+            out = sb.sh('wget -q -O /dev/null http://example.org/ 2>&1; echo " exit=$?"').text()
             print("request to example.org:", out)
-            if out.startswith("200") and "exit=0" in out:
-                print("example.org was reachable", file=sys.stderr)
+            if "403" not in out or "exit=0" in out:
+                print("expected the proxy's 403 for example.org", file=sys.stderr)
                 return 1
             egress_state = "refused"
     print(f"EXAMPLE ok command=ok secret={secret_state} egress={egress_state}")

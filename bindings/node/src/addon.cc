@@ -264,9 +264,14 @@ struct ProcessRef {
 struct Job;
 
 struct Item {
-  enum Kind { out, err, console, done } kind;
+  enum Kind { out, err, console, done, audit } kind;
   std::string data;
   Job* job = nullptr;
+  // audit events
+  std::vector<std::pair<const char*, std::string>> strings;
+  std::vector<std::pair<const char*, double>> numbers;
+  std::vector<std::string> names;
+  bool flag = false;
 };
 
 // What a thread-safe function delivers to: JS callbacks and the error one of them threw.
@@ -274,6 +279,7 @@ struct Stream {
   napi_ref on_stdout = nullptr;
   napi_ref on_stderr = nullptr;
   napi_ref on_console = nullptr;
+  napi_ref on_audit = nullptr;
   napi_ref callback_error = nullptr;  // first exception a callback threw
   napi_threadsafe_function tsfn = nullptr;
 };
@@ -288,14 +294,39 @@ void call_js(napi_env env, napi_value, void* context, void* data) {
     settle(env, item->job);
     return;
   }
-  napi_ref ref = item->kind == Item::out   ? s->on_stdout
-                 : item->kind == Item::err ? s->on_stderr
-                                           : s->on_console;
+  napi_ref ref = item->kind == Item::out     ? s->on_stdout
+                 : item->kind == Item::err   ? s->on_stderr
+                 : item->kind == Item::audit ? s->on_audit
+                                             : s->on_console;
   if (ref == nullptr) return;
   napi_value fn, buf, global, ignored;
   napi_get_reference_value(env, ref, &fn);
-  void* copy;
-  napi_create_buffer_copy(env, item->data.size(), item->data.data(), &copy, &buf);
+  if (item->kind == Item::audit) {
+    napi_create_object(env, &buf);
+    for (auto& [k, v] : item->strings) {
+      napi_value sv;
+      napi_create_string_utf8(env, v.data(), v.size(), &sv);
+      napi_set_named_property(env, buf, k, sv);
+    }
+    for (auto& [k, v] : item->numbers) {
+      napi_value nv;
+      napi_create_double(env, v, &nv);
+      napi_set_named_property(env, buf, k, nv);
+    }
+    napi_value arr, b;
+    napi_create_array_with_length(env, item->names.size(), &arr);
+    for (size_t i = 0; i < item->names.size(); ++i) {
+      napi_value sv;
+      napi_create_string_utf8(env, item->names[i].data(), item->names[i].size(), &sv);
+      napi_set_element(env, arr, static_cast<uint32_t>(i), sv);
+    }
+    napi_set_named_property(env, buf, "secretsSubstituted", arr);
+    napi_get_boolean(env, item->flag, &b);
+    napi_set_named_property(env, buf, "exfiltrationAttempt", b);
+  } else {
+    void* copy;
+    napi_create_buffer_copy(env, item->data.size(), item->data.data(), &copy, &buf);
+  }
   napi_get_global(env, &global);
   if (napi_call_function(env, global, fn, 1, &buf, &ignored) != napi_ok) {
     bool pending = false;
@@ -311,15 +342,16 @@ void call_js(napi_env env, napi_value, void* context, void* data) {
 void stream_finalize(napi_env env, void* data, void*) {
   auto* s = static_cast<Stream*>(data);
   if (env != nullptr) {
-    for (napi_ref r : {s->on_stdout, s->on_stderr, s->on_console, s->callback_error})
+    for (napi_ref r : {s->on_stdout, s->on_stderr, s->on_console, s->on_audit, s->callback_error})
       if (r) napi_delete_reference(env, r);
   }
   delete s;
 }
 
 Stream* make_stream(napi_env env, napi_value on_stdout, napi_value on_stderr,
-                    napi_value on_console) {
+                    napi_value on_console, napi_value on_audit = nullptr) {
   auto* s = new Stream();
+  if (on_audit) napi_create_reference(env, on_audit, 1, &s->on_audit);
   if (on_stdout) napi_create_reference(env, on_stdout, 1, &s->on_stdout);
   if (on_stderr) napi_create_reference(env, on_stderr, 1, &s->on_stderr);
   if (on_console) napi_create_reference(env, on_console, 1, &s->on_console);
@@ -346,6 +378,28 @@ void on_err(const char* data, size_t len, void* user) {
 }
 void on_console(const char* data, size_t len, void* user) {
   post(static_cast<Stream*>(user), Item::console, data, len);
+}
+void on_audit(const airlock_audit_event* e, void* user) {
+  auto* item = new Item{Item::audit, {}, nullptr};
+  auto str = [](const char* p) { return std::string(p ? p : ""); };
+  item->strings = {{"client", str(e->client)}, {"method", str(e->method)},
+                   {"scheme", str(e->scheme)}, {"host", str(e->host)},
+                   {"path", str(e->path)},     {"reason", str(e->reason)},
+                   {"decision", e->decision == AIRLOCK_DECISION_ALLOWED  ? "allowed"
+                                : e->decision == AIRLOCK_DECISION_DENIED ? "denied"
+                                                                         : "error"}};
+  item->numbers = {{"timeMs", static_cast<double>(e->time_unix_ns) / 1e6},
+                   {"connectionId", static_cast<double>(e->connection_id)},
+                   {"port", static_cast<double>(e->port)},
+                   {"status", static_cast<double>(e->status)},
+                   {"bytesUp", static_cast<double>(e->bytes_up)},
+                   {"bytesDown", static_cast<double>(e->bytes_down)},
+                   {"durationUs", static_cast<double>(e->duration_us)}};
+  for (size_t i = 0; i < e->secrets_substituted_count; ++i)
+    item->names.push_back(str(e->secrets_substituted[i]));
+  item->flag = e->exfiltration_attempt != 0;
+  auto* s = static_cast<Stream*>(user);
+  if (napi_call_threadsafe_function(s->tsfn, item, napi_tsfn_blocking) != napi_ok) delete item;
 }
 
 // ---- jobs: work on the pool, settle on the main thread ----
@@ -555,6 +609,8 @@ struct CreateInputs {
     std::vector<std::string> hosts;
   };
   std::vector<Secret> secrets;
+  std::vector<std::pair<std::string, std::string>> resolve_override;
+  std::vector<std::string> extra_ca_files;
   double memory_mb = 0, vcpus = 0, boot_timeout_ms = 0;
 };
 
@@ -566,8 +622,13 @@ napi_value Create(napi_env env, napi_callback_info info) {
       !opt_string(env, o, "initramfs", &in->initramfs, &in->has_initramfs) ||
       !opt_number(env, o, "memoryMb", &in->memory_mb) || !opt_number(env, o, "vcpus", &in->vcpus) ||
       !opt_number(env, o, "bootTimeoutMs", &in->boot_timeout_ms) ||
-      !string_map(env, prop(env, o, "env"), &in->env))
+      !string_map(env, prop(env, o, "env"), &in->env) ||
+      !string_map(env, prop(env, o, "resolveOverride"), &in->resolve_override))
     return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "bad sandbox options");
+  if (napi_value ca = prop(env, o, "extraCaFiles")) {
+    if (!string_array(env, ca, &in->extra_ca_files))
+      return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "extraCaFiles must be a string array");
+  }
   if (napi_value an = prop(env, o, "allowNet")) {
     if (!string_array(env, an, &in->allow_net))
       return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "allowNet must be an array of strings");
@@ -592,8 +653,9 @@ napi_value Create(napi_env env, napi_callback_info info) {
     }
   }
   auto* ref = new SandboxRef();
-  if (napi_value cb = prop(env, o, "onConsole")) {
-    ref->console = make_stream(env, nullptr, nullptr, cb);
+  napi_value cb_console = prop(env, o, "onConsole"), cb_audit = prop(env, o, "onAudit");
+  if (cb_console || cb_audit) {
+    ref->console = make_stream(env, nullptr, nullptr, cb_console, cb_audit);
     if (ref->console) napi_unref_threadsafe_function(env, ref->console->tsfn);
   }
   auto job = std::make_unique<Job>();
@@ -610,8 +672,16 @@ napi_value Create(napi_env env, napi_callback_info info) {
       secrets.push_back({in->secrets[i].name.c_str(), in->secrets[i].value.c_str(),
                          hosts[i].data(), hosts[i].size()});
     }
+    std::vector<airlock_env_var> overrides;
+    for (auto& [k, v] : in->resolve_override) overrides.push_back({k.c_str(), v.c_str()});
+    std::vector<const char*> cas;
+    for (auto& c : in->extra_ca_files) cas.push_back(c.c_str());
     airlock_sandbox_options o;
     airlock_sandbox_options_init(&o);
+    o.resolve_override = overrides.data();
+    o.resolve_override_count = overrides.size();
+    o.extra_ca_files = cas.data();
+    o.extra_ca_files_count = cas.size();
     o.kernel_path = in->has_kernel ? in->kernel.c_str() : nullptr;
     o.initramfs_path = in->has_initramfs ? in->initramfs.c_str() : nullptr;
     o.memory_bytes = static_cast<uint64_t>(in->memory_mb) << 20;
@@ -623,9 +693,13 @@ napi_value Create(napi_env env, napi_callback_info info) {
     o.allow_net_count = allow.size();
     o.secrets = secrets.data();
     o.secrets_count = secrets.size();
-    if (ref->console) {
+    if (ref->console && ref->console->on_console) {
       o.on_console = on_console;
       o.console_user_data = ref->console;
+    }
+    if (ref->console && ref->console->on_audit) {
+      o.on_audit = on_audit;
+      o.audit_user_data = ref->console;
     }
     return airlock_sandbox_create(&o, &j.new_sandbox);
   };

@@ -412,6 +412,8 @@ class Sandbox:
     only on requests to the secret's hosts.
     on_console(bytes), on_audit(AuditEvent) and request_hook(HookRequest) -> HookDecision|None run
     on library threads; a raising request_hook denies the request.
+    resolve_override ({"host[:port]": "ip"}) and extra_ca_files point upstreams at local test
+    servers.
     """
 
     def __init__(self, *, allow_net: Iterable[str] = (),
@@ -422,7 +424,9 @@ class Sandbox:
                  on_console: Optional[OutputCallback] = None,
                  on_audit: Optional[Callable[[AuditEvent], None]] = None,
                  request_hook: Optional[Callable[[HookRequest], Optional[HookDecision]]] = None,
-                 hook_deadline: Optional[float] = None) -> None:
+                 hook_deadline: Optional[float] = None,
+                 resolve_override: Optional[Mapping[str, str]] = None,
+                 extra_ca_files: Sequence[str] = ()) -> None:
         self._handle = None
         self._lock = threading.Lock()
         self._errors = _CallbackErrors()
@@ -480,6 +484,14 @@ class Sandbox:
             self._callbacks.append(fn)
             o.request_hook = fn
         o.hook_deadline_ms = _ms(hook_deadline)
+        ro_arr, o.resolve_override_count = _env_array(resolve_override)
+        keep.append(ro_arr)
+        o.resolve_override = ctypes.cast(ro_arr, ctypes.POINTER(_capi.airlock_env_var))
+        cas = list(extra_ca_files)
+        ca_arr = _str_array(cas)
+        keep.append(ca_arr)
+        o.extra_ca_files = ctypes.cast(ca_arr, ctypes.POINTER(c_char_p))
+        o.extra_ca_files_count = len(cas)
 
         handle = ctypes.POINTER(_capi.airlock_sandbox)()
         _capi.airlock_sandbox_create(byref(o), byref(handle))

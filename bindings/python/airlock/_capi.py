@@ -173,7 +173,10 @@ class airlock_sandbox_options(Structure):
                 ("secrets_count", c_size_t), ("on_console", airlock_output_fn),
                 ("console_user_data", c_void_p), ("on_audit", airlock_audit_fn),
                 ("audit_user_data", c_void_p), ("request_hook", airlock_hook_fn),
-                ("hook_user_data", c_void_p), ("hook_deadline_ms", c_uint32)]
+                ("hook_user_data", c_void_p), ("hook_deadline_ms", c_uint32),
+                ("resolve_override", POINTER(airlock_env_var)),
+                ("resolve_override_count", c_size_t), ("extra_ca_files", POINTER(c_char_p)),
+                ("extra_ca_files_count", c_size_t)]
 
 
 class airlock_exec_options(Structure):
