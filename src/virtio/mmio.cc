@@ -247,13 +247,16 @@ void MmioTransport::activate() {
   }
   if (status.ok()) {
     std::lock_guard notify_lock(notify_mutex_);
+    // A driver may have queued buffers (and kicked, which we ignored) before DRIVER_OK; no
+    // further kick may come for them, so those queues get one kick after activation. Which
+    // ones is decided now: once activate() returns, a device worker may be popping from them.
+    std::vector<bool> kick(queues_.size());
+    for (size_t i = 0; i < queues_.size(); ++i)
+      kick[i] = queues_[i].ready && queues_[i].available(memory_) > 0;
     status = device_->activate(ctx);
     activated_ = status.ok();
-    // A driver may have queued buffers (and kicked, which we ignored) before DRIVER_OK; no
-    // further kick may come for them, so look at every queue once now.
     for (size_t i = 0; activated_ && i < queues_.size(); ++i) {
-      if (queues_[i].ready && queues_[i].available(memory_) > 0 && !needs_reset_.load())
-        device_->queue_notify(i);
+      if (kick[i] && !needs_reset_.load()) device_->queue_notify(i);
     }
   }
   if (!status.ok()) {
