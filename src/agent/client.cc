@@ -304,7 +304,12 @@ Status Client::dispatch(proto::Frame& f) {
   {
     std::lock_guard lock(mutex_);
     auto it = pending_.find(f.header.id);
-    if (it == pending_.end()) return ok_status();  // late or unknown: dropped
+    if (it == pending_.end()) {  // late or unknown: dropped
+      if (++dropped_frames_ % 1024 == 1)
+        AIRLOCK_LOG_DEBUG("agent", "dropped {} frames for unknown request ids (last: {} for id {})",
+                          dropped_frames_, proto::op_name(f.header.op), f.header.id);
+      return ok_status();
+    }
     p = it->second;
   }
   bool finished = false;

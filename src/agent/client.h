@@ -160,6 +160,7 @@ class Client : public std::enable_shared_from_this<Client> {
   mutable std::mutex mutex_;  // guards everything below
   std::map<uint32_t, std::shared_ptr<Pending>> pending_;
   uint32_t next_id_ = 1;
+  uint64_t dropped_frames_ = 0;
   Status dead_;  // non-ok once the connection ended
   bool closing_ = false;
   std::function<void(const Status&)> on_dead_;

@@ -183,6 +183,8 @@ Status VsockStream::write(std::string_view data, Millis timeout) {
                               c.peer_credit() > c.tx.size() ? c.peer_credit() - c.tx.size() : 0);
     }
     if (room == 0) {
+      AIRLOCK_LOG_DEBUG("vsock", "write to guest port {} waits: peer buf_alloc {} fwd_cnt {}, sent {}, queued {}",
+                        c.peer_port, c.peer_buf_alloc, c.peer_fwd_cnt, c.tx_cnt, c.tx.size());
       if (c.cv.wait_until(lock, deadline) == std::cv_status::timeout)
         return Status(Errc::timeout, "vsock: write timed out waiting for the guest's credit");
       continue;
@@ -474,7 +476,12 @@ void VsockDevice::worker_loop() {
       rx_used |= rx_progress;
       tx_used |= tx_progress;
       if (!rx_progress && !tx_progress) break;
-      if (round == 63) worker_kicked_ = true;  // yield the lock to host threads, then go on
+      if (round == 63) {
+        worker_kicked_ = true;  // yield the lock to host threads, then go on
+        AIRLOCK_LOG_DEBUG("vsock", "busy: {} replies queued, {} connections, rx {} tx {} available",
+                          control_.size(), connections_.size(), rx_->available(*memory_),
+                          tx_->available(*memory_));
+      }
     }
     if (rx_used && rx_->should_notify(*memory_)) interrupt_->signal_used_queue();
     if (tx_used && tx_->should_notify(*memory_)) interrupt_->signal_used_queue();

@@ -137,6 +137,11 @@ int run_hostile(const char* mode, const char* agent_pid_text) {
     return 2;
   }
   std::printf("hostile %s: %s\n", mode, ok ? "sent" : "write failed");
+  // The agent may stay stopped (its output never reaches the host): say it on the console too.
+  if (FILE* console = std::fopen("/dev/console", "w")) {
+    std::fprintf(console, "airlock-hostile: %s: %s\n", mode, ok ? "sent" : "write failed");
+    std::fclose(console);
+  }
   return 0;
 }
 

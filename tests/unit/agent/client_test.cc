@@ -316,3 +316,17 @@ TEST_CASE("client: a guest process flooding the agent's connection is dropped; t
   CHECK(flood.out == "hostile flood: sent\n");
   CHECK(a.sh("echo still here").out == "still here\n");
 }
+
+TEST_CASE("client: a guest process writing an absurd frame length ends the connection") {
+  LocalAgent a;
+  std::string bin = agent_binary();
+  ExecSpec spec;
+  spec.argv = {bin, "hostile", "huge", std::to_string(a.pid)};
+  auto e = a.client->start(spec, nullptr, nullptr, 5000ms);
+  REQUIRE(e.ok());
+  auto r = (*e)->wait(20000ms);
+  REQUIRE(!r.ok());
+  CHECK(r.status().code() == Errc::protocol);
+  CHECK(r.status().message().find("exceeds") != std::string::npos);
+  kill(a.pid, SIGCONT);
+}
