@@ -38,8 +38,8 @@ struct BlkOptions {
   std::string serial;
   // How errors name the image ("volume data"); the path when empty.
   std::string display_name;
-  // Offer DISCARD and WRITE_ZEROES (hole punching). Off for images on filesystems without
-  // FALLOC_FL_PUNCH_HOLE is harmless: they then fall back to writing zeros.
+  // Offer DISCARD and WRITE_ZEROES (hole punching). Where the host filesystem cannot punch
+  // holes, discard does nothing and write-zeroes writes zeros, so this is a space choice only.
   bool discard = true;
 };
 
