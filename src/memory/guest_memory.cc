@@ -21,10 +21,20 @@ Result<GuestMemory> GuestMemory::create(uint64_t size, uint64_t hole_start) {
     return Status(Errc::invalid_argument, "memory hole must be page aligned and below 4 GiB");
   GuestMemory mem;
   auto map = [&](uint64_t gpa, uint64_t len) -> Status {
-    void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) return errno_status("mmap guest memory");
+    // 2 MiB-align the host mapping (over-map, trim): KVM can only back guest memory with huge
+    // pages (and huge NPT/EPT entries) where host and guest addresses agree modulo 2 MiB.
+    constexpr uint64_t k2M = 2ull << 20;
+    void* raw = ::mmap(nullptr, len + k2M, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED) return errno_status("mmap guest memory");
+    uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+    uintptr_t aligned = (start + k2M - 1) & ~(uintptr_t{k2M} - 1);
+    if (aligned > start) ::munmap(raw, aligned - start);
+    uintptr_t tail = aligned + len;
+    if (start + len + k2M > tail) ::munmap(reinterpret_cast<void*>(tail), start + len + k2M - tail);
+    void* p = reinterpret_cast<void*>(aligned);
     ::madvise(p, len, MADV_DONTDUMP);
+    ::madvise(p, len, MADV_HUGEPAGE);
     mem.regions_.push_back({gpa, len, static_cast<uint8_t*>(p)});
     mem.total_ += len;
     return ok_status();
