@@ -133,8 +133,12 @@ class SandboxImpl final : public Sandbox {
     return client_->ping(payload, timeout);
   }
   Status status() const override {
-    std::lock_guard lock(mutex_);
-    return ended_;
+    {
+      std::lock_guard lock(mutex_);
+      if (!ended_.ok()) return ended_;
+    }
+    // The monitor thread ends the sandbox a moment after the connection died: report that now.
+    return client_ ? client_->dead_status() : ok_status();
   }
   std::string console_output() const override {
     return machine_ ? machine_->console_output() : std::string();
@@ -173,9 +177,6 @@ Status SandboxImpl::boot(SandboxOptions options) {
     AIRLOCK_ASSIGN_OR_RETURN(options.initramfs_path, sandbox::default_sandbox_initramfs_path());
   }
   AIRLOCK_ASSIGN_OR_RETURN(auto env, env_entries(options.env));
-  if (!options.allow_net.empty() || !options.secrets.empty()) {
-    AIRLOCK_ASSIGN_OR_RETURN(network_, sandbox::GuestNetwork::create(options));
-  }
   auto deadline = std::chrono::steady_clock::now() + options.boot_timeout;
 
   vsock_ = devices::VsockDevice::create();
@@ -191,7 +192,11 @@ Status SandboxImpl::boot(SandboxOptions options) {
   AIRLOCK_ASSIGN_OR_RETURN(machine_, vmm::Machine::create(std::move(config)));
   AIRLOCK_ASSIGN_OR_RETURN(int slot, machine_->add_virtio_device(vsock_));
   (void)slot;
-  if (network_) AIRLOCK_RETURN_IF_ERROR(machine_->add_virtio_device(network_->device()).status());
+  // After the machine (so a bad kernel path is reported first), before it starts.
+  if (!options.allow_net.empty() || !options.secrets.empty()) {
+    AIRLOCK_ASSIGN_OR_RETURN(network_, sandbox::GuestNetwork::create(options));
+    AIRLOCK_RETURN_IF_ERROR(machine_->add_virtio_device(network_->device()).status());
+  }
   AIRLOCK_RETURN_IF_ERROR(machine_->start());
 
   // Wait for the agent's connection, watching that the guest is still alive.
