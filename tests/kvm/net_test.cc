@@ -144,7 +144,7 @@ std::string codes(const ExecResult& r) {
 
 }  // namespace
 
-TEST_CASE("sandbox without allow_net has no network device; secrets alone are refused") {
+TEST_CASE("without allow_net there is no network device and secrets alone are refused") {
   SandboxOptions bad;
   bad.secrets = {{"API_TOKEN", kSecretValue, {"api.example.test"}}};
   auto refused = Sandbox::create(bad);
@@ -157,7 +157,7 @@ TEST_CASE("sandbox without allow_net has no network device; secrets alone are re
   CHECK(r.stdout == "lo\nPROXY=none\n");
 }
 
-TEST_CASE("sandbox with allow_net: curl through the proxy, secrets, and a hostile guest") {
+TEST_CASE("with allow_net real clients reach allowed hosts only and secrets stay outside") {
   TempDir dir;
   TestPki pki(dir);
   const std::string upstream_log = dir.file("upstream.log");
