@@ -983,6 +983,7 @@ napi_value bytes_js(napi_env env, Job& j) {
   return v;
 }
 
+// Call the C function first, then take(): argument evaluation order is unspecified.
 int take(Job& j, int rc, char* data, size_t len) {
   if (rc == 0 && data) {
     j.bytes.assign(data, len);
@@ -1047,7 +1048,8 @@ napi_value Console(napi_env env, napi_callback_info info) {
       [](airlock_sandbox* sb, Job& j) {
         char* out = nullptr;
         size_t len = 0;
-        return take(j, airlock_sandbox_console(sb, &out, &len), out, len);
+        int rc = airlock_sandbox_console(sb, &out, &len);
+        return take(j, rc, out, len);
       },
       bytes_js);
 }
@@ -1077,7 +1079,8 @@ napi_value Fs(napi_env env, napi_callback_info info) {
         [s1](airlock_sandbox* sb, Job& j) {
           char* out = nullptr;
           size_t len = 0;
-          return take(j, airlock_fs_read(sb, s1->c_str(), &out, &len), out, len);
+          int rc = airlock_fs_read(sb, s1->c_str(), &out, &len);
+          return take(j, rc, out, len);
         },
         bytes_js);
   }
@@ -1157,7 +1160,8 @@ napi_value Env(napi_env env, napi_callback_info info) {
         [](airlock_sandbox* sb, Job& j) {
           char* out = nullptr;
           size_t len = 0;
-          return take(j, airlock_env_list(sb, &out, &len), out, len);
+          int rc = airlock_env_list(sb, &out, &len);
+          return take(j, rc, out, len);
         },
         [](napi_env env, Job& j) {
           napi_value obj;
