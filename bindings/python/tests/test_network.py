@@ -1,6 +1,8 @@
 """Networking through the Python binding (nested runner in CI): a secret the guest sees only as
-a placeholder, a host outside allow_net refused, and the refusal reported as an audit event.
-No traffic leaves the machine: the only request goes to a host the proxy refuses."""
+a placeholder and that reaches its bound host as the real value, a host outside allow_net
+refused, audit events, and the request hook. No traffic leaves the machine: api.example.com is
+resolved to a local HTTP server on 127.0.0.1, and example.org is refused by the proxy."""
+import http.server
 import threading
 import time
 
@@ -9,6 +11,27 @@ import pytest
 import airlock
 
 REAL_KEY = "sk-test-0123456789abcdef-not-real"
+
+
+class Upstream(http.server.BaseHTTPRequestHandler):
+    seen = []  # (path, headers) of every request
+
+    def do_GET(self):
+        Upstream.seen.append((self.path, dict(self.headers)))
+        body = b"upstream ok\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def hook(req):
+    if req.target.startswith("/blocked"):
+        return airlock.HookDecision(allow=False, status=451, message="blocked by hook")
+    return airlock.HookDecision(set_headers={"X-Hooked": "yes"})
 
 
 @pytest.fixture(scope="module")
@@ -20,16 +43,43 @@ def sb():
         with lock:
             events.append(e)
 
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    host = f"api.example.com:{port}"
     try:
-        s = airlock.Sandbox(boot_timeout=240, allow_net=["api.example.com"],
-                            secrets={"API_KEY": (REAL_KEY, ["api.example.com"])},
-                            on_audit=on_audit)
+        s = airlock.Sandbox(boot_timeout=240, allow_net=[host],
+                            secrets={"API_KEY": (REAL_KEY, [host])}, on_audit=on_audit,
+                            request_hook=hook, resolve_override={"api.example.com": "127.0.0.1"})
     except airlock.UnavailableError as e:
         assert "networking not built yet" in str(e)
+        server.shutdown()
         pytest.skip("networking not built yet in this libairlock")
     s._events = events
+    s._port = port
     yield s
     s.close()
+    server.shutdown()
+
+
+def test_allowed_host_gets_the_real_secret_and_hook_headers(sb):
+    url = f"http://api.example.com:{sb._port}/ok"
+    out = sb.sh(f'wget -q -O - --header "Authorization: Bearer $API_KEY" {url} 2>&1; '
+                'echo " exit=$?"').text()
+    assert "upstream ok" in out and "exit=0" in out, out
+    path, headers = Upstream.seen[-1]
+    assert path == "/ok"
+    assert headers.get("Authorization") == "Bearer " + REAL_KEY  # substituted by the proxy
+    assert headers.get("X-Hooked") == "yes"                      # added by the hook
+    sb.raise_callback_errors()
+
+
+def test_hook_can_deny(sb):
+    n = len(Upstream.seen)
+    out = sb.sh(f'wget -q -O - http://api.example.com:{sb._port}/blocked 2>&1; '
+                'echo " exit=$?"').text()
+    assert "451" in out and "exit=0" not in out, out
+    assert len(Upstream.seen) == n  # never reached the upstream
 
 
 def test_secret_is_a_placeholder(sb):
