@@ -62,7 +62,8 @@ int main(int argc, char** argv) {
   for (int i = 0; i < runs; ++i) {
     auto t = Clock::now();
     auto r = sb->exec({"true"});
-    if (!r.ok() || r->exit_code != 0) die("exec true", r.ok() ? Status(Errc::internal, "exit code") : r.status());
+    if (!r.ok() || r->exit_code != 0)
+      die("exec true", r.ok() ? Status(Errc::internal, "exit code") : r.status());
     exec_ms.push_back(ms_since(t));
   }
 
@@ -81,8 +82,10 @@ int main(int argc, char** argv) {
   std::unique_ptr<devices::VsockStream> echo;
   for (int attempt = 0; attempt < 200 && !echo; ++attempt) {
     auto c = vsock->connect(5000, Millis(5000));
-    if (c.ok()) echo = std::move(c).value();
-    else std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (c.ok())
+      echo = std::move(c).value();
+    else
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (!echo) die("connect to the echo server", Status(Errc::unavailable, "no answer"));
   std::vector<double> echo_ms;
@@ -92,7 +95,8 @@ int main(int argc, char** argv) {
     if (!st.ok()) die("echo write", st);
     char b;
     auto r = echo->read(&b, 1, Millis(10000));
-    if (!r.ok() || r.value() != 1) die("echo read", r.ok() ? Status(Errc::closed, "eof") : r.status());
+    if (!r.ok() || r.value() != 1)
+      die("echo read", r.ok() ? Status(Errc::closed, "eof") : r.status());
     if (i >= 5) echo_ms.push_back(ms_since(t));
   }
   echo->close();
@@ -100,11 +104,13 @@ int main(int argc, char** argv) {
 
   // Throughput: 64 MiB of stdout.
   auto gen = sb->sh("dd if=/dev/zero of=/tmp/big bs=1M count=64 2>/dev/null");
-  if (!gen.ok() || gen->exit_code != 0) die("making the file", gen.ok() ? Status(Errc::internal, "dd") : gen.status());
+  if (!gen.ok() || gen->exit_code != 0)
+    die("making the file", gen.ok() ? Status(Errc::internal, "dd") : gen.status());
   auto t = Clock::now();
   auto big = sb->sh("cat /tmp/big");
   double secs = ms_since(t) / 1000.0;
-  if (!big.ok() || big->stdout.size() != (64u << 20)) die("64 MiB stdout", big.ok() ? Status(Errc::internal, "short") : big.status());
+  if (!big.ok() || big->stdout.size() != (64u << 20))
+    die("64 MiB stdout", big.ok() ? Status(Errc::internal, "short") : big.status());
   double mbps = 64.0 * 1.048576 / secs;  // MB/s (10^6 bytes)
 
   double exec_p50 = percentile(exec_ms, 0.5), echo_p50 = percentile(echo_ms, 0.5);

@@ -167,7 +167,8 @@ class Sandbox {
   virtual SandboxEnv& env() = 0;
 
   // Round trip to the agent (for health checks and latency measurements).
-  virtual Result<std::string> ping(std::string_view payload = {}, Millis timeout = Millis(5000)) = 0;
+  virtual Result<std::string> ping(std::string_view payload = {},
+                                   Millis timeout = Millis(5000)) = 0;
   // Ok while the sandbox runs; else why it ended.
   virtual Status status() const = 0;
   // Guest console output so far (bounded).

@@ -21,10 +21,22 @@ constexpr size_t kMaxCollectedOutput = 256u << 20;  // per stream, when collecti
 Status guest_error(const proto::ErrorMessage& e) {
   Errc code = Errc::io;
   switch (e.code) {
-    case ENOENT: code = Errc::not_found; break;
-    case EACCES: case EPERM: code = Errc::permission_denied; break;
-    case EEXIST: case EINVAL: case ENOTDIR: case EISDIR: case ENOTEMPTY: code = Errc::invalid_argument; break;
-    default: break;
+    case ENOENT:
+      code = Errc::not_found;
+      break;
+    case EACCES:
+    case EPERM:
+      code = Errc::permission_denied;
+      break;
+    case EEXIST:
+    case EINVAL:
+    case ENOTDIR:
+    case EISDIR:
+    case ENOTEMPTY:
+      code = Errc::invalid_argument;
+      break;
+    default:
+      break;
   }
   return Status(code, "guest: " + e.message);
 }
@@ -43,7 +55,8 @@ class FdTransport final : public Transport {
   Result<size_t> read(void* buf, size_t len, Millis timeout) override {
     struct pollfd p = {fd_.get(), POLLIN, 0};
     int n = ::poll(&p, 1, static_cast<int>(timeout.count()));
-    if (n < 0) return errno == EINTR ? Result<size_t>(Errc::timeout, "interrupted") : errno_status("poll");
+    if (n < 0)
+      return errno == EINTR ? Result<size_t>(Errc::timeout, "interrupted") : errno_status("poll");
     if (n == 0) return Status(Errc::timeout, "read timed out");
     ssize_t got = ::recv(fd_.get(), buf, len, 0);
     if (got < 0) {
@@ -76,7 +89,9 @@ class FdTransport final : public Transport {
 
 }  // namespace
 
-std::unique_ptr<Transport> make_fd_transport(int fd) { return std::make_unique<FdTransport>(fd); }
+std::unique_ptr<Transport> make_fd_transport(int fd) {
+  return std::make_unique<FdTransport>(fd);
+}
 
 struct Client::CallState final : Pending {
   std::vector<Op> expected;  // besides Error
@@ -197,7 +212,9 @@ struct ExecState final : Pending {
 
 Client::Client(std::unique_ptr<Transport> transport) : transport_(std::move(transport)) {}
 
-Client::~Client() { close(); }
+Client::~Client() {
+  close();
+}
 
 Result<std::shared_ptr<Client>> Client::connect(std::unique_ptr<Transport> transport,
                                                 Millis hello_timeout) {
@@ -212,7 +229,8 @@ Result<std::shared_ptr<Client>> Client::connect(std::unique_ptr<Transport> trans
   bool got_header = false;
   while (frames.empty()) {
     auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) return Status(Errc::timeout, "the guest agent did not say hello in time");
+    if (left.count() <= 0)
+      return Status(Errc::timeout, "the guest agent did not say hello in time");
     AIRLOCK_ASSIGN_OR_RETURN(size_t n, c->transport_->read(byte_buf + have, need - have, left));
     if (n == 0) return Status(Errc::closed, "the guest agent closed the connection before hello");
     have += n;
@@ -374,18 +392,28 @@ void Client::close() {
   }
   fail(Status(Errc::closed, "the sandbox was closed"));
   if (reader_.joinable()) {
-    if (reader_.get_id() == std::this_thread::get_id()) reader_.detach();
-    else reader_.join();
+    if (reader_.get_id() == std::this_thread::get_id())
+      reader_.detach();
+    else
+      reader_.join();
   }
 }
 
 Result<proto::Frame> Client::call(Op op, std::string_view payload, Millis timeout) {
   auto state = std::make_shared<CallState>();
   switch (op) {
-    case Op::kPing: state->expected = {Op::kPong}; break;
-    case Op::kStat: state->expected = {Op::kStatResult}; break;
-    case Op::kEnvGet: state->expected = {Op::kEnvResult}; break;
-    default: state->expected = {Op::kOk}; break;
+    case Op::kPing:
+      state->expected = {Op::kPong};
+      break;
+    case Op::kStat:
+      state->expected = {Op::kStatResult};
+      break;
+    case Op::kEnvGet:
+      state->expected = {Op::kEnvResult};
+      break;
+    default:
+      state->expected = {Op::kOk};
+      break;
   }
   uint32_t id = register_pending(state);
   if (id == 0) return dead_status();
@@ -410,7 +438,8 @@ Status Client::mkdir(const std::string& path, uint32_t mode, bool parents, Milli
 }
 
 Result<proto::StatResult> Client::stat(const std::string& path, Millis timeout) {
-  AIRLOCK_ASSIGN_OR_RETURN(auto f, call(Op::kStat, proto::PathRequest{path, 0, 0}.encode(), timeout));
+  AIRLOCK_ASSIGN_OR_RETURN(auto f,
+                           call(Op::kStat, proto::PathRequest{path, 0, 0}.encode(), timeout));
   proto::StatResult s;
   proto::StatResult::decode(f.payload, s);
   return s;
@@ -442,9 +471,11 @@ Status Client::write_file(const std::string& path, uint32_t mode, uint32_t flags
   if (id == 0) return dead_status();
   auto deadline = std::chrono::steady_clock::now() + timeout;
   auto left = [&] {
-    return std::max(Millis(1), std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now()));
+    return std::max(
+        Millis(1), std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now()));
   };
-  Status st = send_frame(Op::kFileWrite, id, proto::PathRequest{path, mode, flags}.encode(), left());
+  Status st =
+      send_frame(Op::kFileWrite, id, proto::PathRequest{path, mode, flags}.encode(), left());
   while (st.ok() && !state->answered()) {  // an early answer is an error: stop sending
     auto chunk = produce();
     if (!chunk.ok()) {
@@ -574,7 +605,8 @@ Result<std::unique_ptr<Execution>> Client::start(const ExecSpec& spec, OutputCal
   if (id == 0) return dead_status();
   AIRLOCK_RETURN_IF_ERROR(send_frame(Op::kExec, id, payload, timeout));
   std::unique_lock lock(state->m);
-  if (!state->cv.wait_for(lock, timeout, [&] { return state->started || !state->error.ok() || state->exit; }))
+  if (!state->cv.wait_for(lock, timeout,
+                          [&] { return state->started || !state->error.ok() || state->exit; }))
     return Status(Errc::timeout, "the guest agent did not start the command in time");
   if (!state->started) {
     lock.unlock();
@@ -596,7 +628,8 @@ Execution::~Execution() {
     running = !state_->exit && state_->error.ok();
   }
   // Nobody can wait for it any more: end it instead of leaving it behind.
-  if (running && client_->alive()) (void)client_->send_frame(Op::kSignal, id_, proto::SignalRequest{9}.encode(), Millis(1000));
+  if (running && client_->alive())
+    (void)client_->send_frame(Op::kSignal, id_, proto::SignalRequest{9}.encode(), Millis(1000));
   client_->unregister(id_);
 }
 
@@ -616,7 +649,8 @@ Status Execution::write_stdin(std::string_view data, Millis timeout) {
       state_->stdin_unacked += n;
     }
     auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
-    AIRLOCK_RETURN_IF_ERROR(client_->send_frame(Op::kStdinData, id_, data.substr(0, n), std::max(left, Millis(1))));
+    AIRLOCK_RETURN_IF_ERROR(
+        client_->send_frame(Op::kStdinData, id_, data.substr(0, n), std::max(left, Millis(1))));
     data.remove_prefix(n);
   }
   return ok_status();

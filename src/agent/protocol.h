@@ -53,14 +53,14 @@ inline constexpr uint32_t kAgentPort = 1024;  // host-side vsock port the agent 
 inline constexpr uint32_t kHostCid = 2;
 
 inline constexpr size_t kHeaderSize = 12;
-inline constexpr uint32_t kMaxPayload = 1u << 20;       // 1 MiB
-inline constexpr uint32_t kDataChunk = 64u * 1024;      // data frames senders produce
-inline constexpr uint32_t kStdinWindow = 1u << 20;      // unacknowledged stdin bytes
-inline constexpr uint32_t kMaxArgs = 4096;              // argv entries
-inline constexpr uint32_t kMaxEnv = 4096;               // env entries
-inline constexpr uint32_t kMaxString = 128u * 1024;     // one argv/env string
-inline constexpr uint32_t kMaxPath = 4096;              // PATH_MAX
-inline constexpr uint32_t kMaxMessage = 4096;           // error messages, descriptions
+inline constexpr uint32_t kMaxPayload = 1u << 20;    // 1 MiB
+inline constexpr uint32_t kDataChunk = 64u * 1024;   // data frames senders produce
+inline constexpr uint32_t kStdinWindow = 1u << 20;   // unacknowledged stdin bytes
+inline constexpr uint32_t kMaxArgs = 4096;           // argv entries
+inline constexpr uint32_t kMaxEnv = 4096;            // env entries
+inline constexpr uint32_t kMaxString = 128u * 1024;  // one argv/env string
+inline constexpr uint32_t kMaxPath = 4096;           // PATH_MAX
+inline constexpr uint32_t kMaxMessage = 4096;        // error messages, descriptions
 
 enum class Op : uint16_t {
   kHello = 1,
@@ -93,12 +93,32 @@ enum class Op : uint16_t {
 
 inline bool known_op(uint16_t op) {
   switch (static_cast<Op>(op)) {
-    case Op::kHello: case Op::kPing: case Op::kPong: case Op::kExec: case Op::kStarted:
-    case Op::kStdinData: case Op::kStdinClose: case Op::kStdinAck: case Op::kStdout:
-    case Op::kStderr: case Op::kExit: case Op::kSignal: case Op::kFileWrite: case Op::kFileRead:
-    case Op::kFileInfo: case Op::kFileData: case Op::kFileEnd: case Op::kMkdir: case Op::kStat:
-    case Op::kStatResult: case Op::kRemove: case Op::kEnvSet: case Op::kEnvGet:
-    case Op::kEnvResult: case Op::kOk: case Op::kError:
+    case Op::kHello:
+    case Op::kPing:
+    case Op::kPong:
+    case Op::kExec:
+    case Op::kStarted:
+    case Op::kStdinData:
+    case Op::kStdinClose:
+    case Op::kStdinAck:
+    case Op::kStdout:
+    case Op::kStderr:
+    case Op::kExit:
+    case Op::kSignal:
+    case Op::kFileWrite:
+    case Op::kFileRead:
+    case Op::kFileInfo:
+    case Op::kFileData:
+    case Op::kFileEnd:
+    case Op::kMkdir:
+    case Op::kStat:
+    case Op::kStatResult:
+    case Op::kRemove:
+    case Op::kEnvSet:
+    case Op::kEnvGet:
+    case Op::kEnvResult:
+    case Op::kOk:
+    case Op::kError:
       return true;
   }
   return false;
@@ -106,32 +126,58 @@ inline bool known_op(uint16_t op) {
 
 inline const char* op_name(Op op) {
   switch (op) {
-    case Op::kHello: return "hello";
-    case Op::kPing: return "ping";
-    case Op::kPong: return "pong";
-    case Op::kExec: return "exec";
-    case Op::kStarted: return "started";
-    case Op::kStdinData: return "stdin-data";
-    case Op::kStdinClose: return "stdin-close";
-    case Op::kStdinAck: return "stdin-ack";
-    case Op::kStdout: return "stdout";
-    case Op::kStderr: return "stderr";
-    case Op::kExit: return "exit";
-    case Op::kSignal: return "signal";
-    case Op::kFileWrite: return "file-write";
-    case Op::kFileRead: return "file-read";
-    case Op::kFileInfo: return "file-info";
-    case Op::kFileData: return "file-data";
-    case Op::kFileEnd: return "file-end";
-    case Op::kMkdir: return "mkdir";
-    case Op::kStat: return "stat";
-    case Op::kStatResult: return "stat-result";
-    case Op::kRemove: return "remove";
-    case Op::kEnvSet: return "env-set";
-    case Op::kEnvGet: return "env-get";
-    case Op::kEnvResult: return "env-result";
-    case Op::kOk: return "ok";
-    case Op::kError: return "error";
+    case Op::kHello:
+      return "hello";
+    case Op::kPing:
+      return "ping";
+    case Op::kPong:
+      return "pong";
+    case Op::kExec:
+      return "exec";
+    case Op::kStarted:
+      return "started";
+    case Op::kStdinData:
+      return "stdin-data";
+    case Op::kStdinClose:
+      return "stdin-close";
+    case Op::kStdinAck:
+      return "stdin-ack";
+    case Op::kStdout:
+      return "stdout";
+    case Op::kStderr:
+      return "stderr";
+    case Op::kExit:
+      return "exit";
+    case Op::kSignal:
+      return "signal";
+    case Op::kFileWrite:
+      return "file-write";
+    case Op::kFileRead:
+      return "file-read";
+    case Op::kFileInfo:
+      return "file-info";
+    case Op::kFileData:
+      return "file-data";
+    case Op::kFileEnd:
+      return "file-end";
+    case Op::kMkdir:
+      return "mkdir";
+    case Op::kStat:
+      return "stat";
+    case Op::kStatResult:
+      return "stat-result";
+    case Op::kRemove:
+      return "remove";
+    case Op::kEnvSet:
+      return "env-set";
+    case Op::kEnvGet:
+      return "env-get";
+    case Op::kEnvResult:
+      return "env-result";
+    case Op::kOk:
+      return "ok";
+    case Op::kError:
+      return "error";
   }
   return "unknown";
 }
@@ -155,7 +201,9 @@ inline void put_u32(std::string& out, uint32_t v) {
 inline void put_u64(std::string& out, uint64_t v) {
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
 }
-inline uint16_t get_u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+inline uint16_t get_u16(const uint8_t* p) {
+  return static_cast<uint16_t>(p[0] | (p[1] << 8));
+}
 inline uint32_t get_u32(const uint8_t* p) {
   return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
          (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
@@ -167,11 +215,26 @@ inline uint64_t get_u64(const uint8_t* p) {
 // Writes a payload; encode_frame() prefixes it with the header.
 class Writer {
  public:
-  Writer& u8(uint8_t v) { out_.push_back(static_cast<char>(v)); return *this; }
-  Writer& u32(uint32_t v) { put_u32(out_, v); return *this; }
-  Writer& i32(int32_t v) { put_u32(out_, static_cast<uint32_t>(v)); return *this; }
-  Writer& u64(uint64_t v) { put_u64(out_, v); return *this; }
-  Writer& i64(int64_t v) { put_u64(out_, static_cast<uint64_t>(v)); return *this; }
+  Writer& u8(uint8_t v) {
+    out_.push_back(static_cast<char>(v));
+    return *this;
+  }
+  Writer& u32(uint32_t v) {
+    put_u32(out_, v);
+    return *this;
+  }
+  Writer& i32(int32_t v) {
+    put_u32(out_, static_cast<uint32_t>(v));
+    return *this;
+  }
+  Writer& u64(uint64_t v) {
+    put_u64(out_, v);
+    return *this;
+  }
+  Writer& i64(int64_t v) {
+    put_u64(out_, static_cast<uint64_t>(v));
+    return *this;
+  }
   Writer& str(std::string_view s) {
     put_u32(out_, static_cast<uint32_t>(s.size()));
     out_.append(s);
@@ -353,7 +416,11 @@ struct Hello {
   uint32_t version = kVersion;
   std::string agent;  // free text: "airlock-guest-agent 0.1 (linux 6.1.0)"
 
-  std::string encode() const { Writer w; w.u32(version).str(agent); return std::move(w.bytes()); }
+  std::string encode() const {
+    Writer w;
+    w.u32(version).str(agent);
+    return std::move(w.bytes());
+  }
   static std::string decode(std::string_view p, Hello& m) {
     Reader r(p);
     m.version = r.u32();
@@ -363,8 +430,8 @@ struct Hello {
 };
 
 namespace exec_flags {
-inline constexpr uint32_t kStdin = 1u << 0;        // keep stdin open for StdinData
-inline constexpr uint32_t kClearEnv = 1u << 1;     // start from an empty env, not the defaults
+inline constexpr uint32_t kStdin = 1u << 0;     // keep stdin open for StdinData
+inline constexpr uint32_t kClearEnv = 1u << 1;  // start from an empty env, not the defaults
 inline constexpr uint32_t kKnown = kStdin | kClearEnv;
 }  // namespace exec_flags
 
@@ -399,7 +466,11 @@ struct ExecRequest {
 
 struct U32Message {  // Started{pid}, StdinAck{bytes}
   uint32_t value = 0;
-  std::string encode() const { Writer w; w.u32(value); return std::move(w.bytes()); }
+  std::string encode() const {
+    Writer w;
+    w.u32(value);
+    return std::move(w.bytes());
+  }
   static std::string decode(std::string_view p, U32Message& m) {
     Reader r(p);
     m.value = r.u32();
@@ -429,7 +500,11 @@ struct ExitStatus {
 
 struct SignalRequest {
   int32_t signal = 0;
-  std::string encode() const { Writer w; w.i32(signal); return std::move(w.bytes()); }
+  std::string encode() const {
+    Writer w;
+    w.i32(signal);
+    return std::move(w.bytes());
+  }
   static std::string decode(std::string_view p, SignalRequest& m) {
     Reader r(p);
     m.signal = r.i32();
@@ -449,7 +524,11 @@ struct PathRequest {  // FileWrite{path, mode, flags}, FileRead{path}, Mkdir, St
   uint32_t mode = 0;   // permission bits (FileWrite, Mkdir)
   uint32_t flags = 0;  // FileWrite: file_flags; Mkdir: 1 = parents; Remove: 1 = recursive
 
-  std::string encode() const { Writer w; w.str(path).u32(mode).u32(flags); return std::move(w.bytes()); }
+  std::string encode() const {
+    Writer w;
+    w.str(path).u32(mode).u32(flags);
+    return std::move(w.bytes());
+  }
   static std::string decode(std::string_view p, PathRequest& m) {
     Reader r(p);
     m.path = r.cstr(kMaxPath, "path");
@@ -495,7 +574,11 @@ struct EnvRequest {  // EnvSet{set, unset}; EnvResult uses `set` for the whole e
   std::vector<std::string> set;    // KEY=VALUE
   std::vector<std::string> unset;  // KEY
 
-  std::string encode() const { Writer w; w.strings(set).strings(unset); return std::move(w.bytes()); }
+  std::string encode() const {
+    Writer w;
+    w.strings(set).strings(unset);
+    return std::move(w.bytes());
+  }
   static std::string decode(std::string_view p, EnvRequest& m) {
     Reader r(p);
     m.set = r.cstrings(kMaxEnv, kMaxString, "env");
@@ -514,7 +597,11 @@ struct ErrorMessage {
   int32_t code = 0;  // errno in the guest, or 0
   std::string message;
 
-  std::string encode() const { Writer w; w.i32(code).str(message); return std::move(w.bytes()); }
+  std::string encode() const {
+    Writer w;
+    w.i32(code).str(message);
+    return std::move(w.bytes());
+  }
   static std::string decode(std::string_view p, ErrorMessage& m) {
     Reader r(p);
     m.code = r.i32();
@@ -531,23 +618,61 @@ inline std::string decode_empty(std::string_view p) {
 // Checks that a payload is well formed for its op: "" or why not. Data ops carry raw bytes.
 inline std::string validate_payload(Op op, std::string_view p) {
   switch (op) {
-    case Op::kHello: { Hello m; return Hello::decode(p, m); }
-    case Op::kPing: case Op::kPong: case Op::kStdinData: case Op::kStdout: case Op::kStderr:
+    case Op::kHello: {
+      Hello m;
+      return Hello::decode(p, m);
+    }
+    case Op::kPing:
+    case Op::kPong:
+    case Op::kStdinData:
+    case Op::kStdout:
+    case Op::kStderr:
     case Op::kFileData:
       return {};
-    case Op::kExec: { ExecRequest m; return ExecRequest::decode(p, m); }
-    case Op::kStarted: case Op::kStdinAck: { U32Message m; return U32Message::decode(p, m); }
-    case Op::kExit: { ExitStatus m; return ExitStatus::decode(p, m); }
-    case Op::kSignal: { SignalRequest m; return SignalRequest::decode(p, m); }
-    case Op::kFileWrite: case Op::kFileRead: case Op::kMkdir: case Op::kStat: case Op::kRemove: {
+    case Op::kExec: {
+      ExecRequest m;
+      return ExecRequest::decode(p, m);
+    }
+    case Op::kStarted:
+    case Op::kStdinAck: {
+      U32Message m;
+      return U32Message::decode(p, m);
+    }
+    case Op::kExit: {
+      ExitStatus m;
+      return ExitStatus::decode(p, m);
+    }
+    case Op::kSignal: {
+      SignalRequest m;
+      return SignalRequest::decode(p, m);
+    }
+    case Op::kFileWrite:
+    case Op::kFileRead:
+    case Op::kMkdir:
+    case Op::kStat:
+    case Op::kRemove: {
       PathRequest m;
       return PathRequest::decode(p, m);
     }
-    case Op::kFileInfo: case Op::kStatResult: { StatResult m; return StatResult::decode(p, m); }
-    case Op::kEnvSet: case Op::kEnvResult: { EnvRequest m; return EnvRequest::decode(p, m); }
-    case Op::kStdinClose: case Op::kFileEnd: case Op::kOk: case Op::kEnvGet:
+    case Op::kFileInfo:
+    case Op::kStatResult: {
+      StatResult m;
+      return StatResult::decode(p, m);
+    }
+    case Op::kEnvSet:
+    case Op::kEnvResult: {
+      EnvRequest m;
+      return EnvRequest::decode(p, m);
+    }
+    case Op::kStdinClose:
+    case Op::kFileEnd:
+    case Op::kOk:
+    case Op::kEnvGet:
       return decode_empty(p);
-    case Op::kError: { ErrorMessage m; return ErrorMessage::decode(p, m); }
+    case Op::kError: {
+      ErrorMessage m;
+      return ErrorMessage::decode(p, m);
+    }
   }
   return "unknown operation";
 }
@@ -555,9 +680,20 @@ inline std::string validate_payload(Op op, std::string_view p) {
 // Ops each side may send; receiving another is a protocol error.
 inline bool guest_may_send(Op op) {
   switch (op) {
-    case Op::kHello: case Op::kPong: case Op::kStarted: case Op::kStdinAck: case Op::kStdout:
-    case Op::kStderr: case Op::kExit: case Op::kFileInfo: case Op::kFileData: case Op::kFileEnd:
-    case Op::kStatResult: case Op::kEnvResult: case Op::kOk: case Op::kError:
+    case Op::kHello:
+    case Op::kPong:
+    case Op::kStarted:
+    case Op::kStdinAck:
+    case Op::kStdout:
+    case Op::kStderr:
+    case Op::kExit:
+    case Op::kFileInfo:
+    case Op::kFileData:
+    case Op::kFileEnd:
+    case Op::kStatResult:
+    case Op::kEnvResult:
+    case Op::kOk:
+    case Op::kError:
       return true;
     default:
       return false;
@@ -565,9 +701,20 @@ inline bool guest_may_send(Op op) {
 }
 inline bool host_may_send(Op op) {
   switch (op) {
-    case Op::kPing: case Op::kExec: case Op::kStdinData: case Op::kStdinClose: case Op::kSignal:
-    case Op::kFileWrite: case Op::kFileRead: case Op::kFileData: case Op::kFileEnd:
-    case Op::kMkdir: case Op::kStat: case Op::kRemove: case Op::kEnvSet: case Op::kEnvGet:
+    case Op::kPing:
+    case Op::kExec:
+    case Op::kStdinData:
+    case Op::kStdinClose:
+    case Op::kSignal:
+    case Op::kFileWrite:
+    case Op::kFileRead:
+    case Op::kFileData:
+    case Op::kFileEnd:
+    case Op::kMkdir:
+    case Op::kStat:
+    case Op::kRemove:
+    case Op::kEnvSet:
+    case Op::kEnvGet:
       return true;
     default:
       return false;

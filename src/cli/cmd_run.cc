@@ -21,24 +21,25 @@ namespace airlock::cli {
 namespace {
 
 void run_usage(FILE* out) {
-  std::fprintf(out,
-               "usage: airlock run [options] -- COMMAND [ARGS...]\n"
-               "       airlock run [options] 'SHELL COMMAND'\n"
-               "  --memory MiB       guest memory (default 512)\n"
-               "  --cpus N           vCPUs (default 2)\n"
-               "  --timeout SECONDS  kill the command after this long (exit code 124)\n"
-               "  --env KEY=VALUE    environment for the command (repeatable)\n"
-               "  --kernel PATH      guest kernel (default: the cached one)\n"
-               "  --initramfs PATH   guest initramfs (default: the cached sandbox image)\n"
-               "  --console          copy the guest console to stderr\n"
-               "  --allow HOST       let the guest reach HOST through the egress proxy (repeatable;\n"
-               "                     \"*.example.com\", \"host:port\"); without it: no network\n"
-               "  --secret NAME=ENV@HOST[,HOST...]\n"
-               "                     the guest's $NAME is a placeholder that the proxy replaces by\n"
-               "                     the value of the host's environment variable ENV on requests\n"
-               "                     to those hosts only\n"
-               "  --resolve HOST=IP  upstream name override for the proxy (tests, local upstreams)\n"
-               "  --extra-ca FILE    also trust FILE's CAs for upstream TLS\n");
+  std::fprintf(
+      out,
+      "usage: airlock run [options] -- COMMAND [ARGS...]\n"
+      "       airlock run [options] 'SHELL COMMAND'\n"
+      "  --memory MiB       guest memory (default 512)\n"
+      "  --cpus N           vCPUs (default 2)\n"
+      "  --timeout SECONDS  kill the command after this long (exit code 124)\n"
+      "  --env KEY=VALUE    environment for the command (repeatable)\n"
+      "  --kernel PATH      guest kernel (default: the cached one)\n"
+      "  --initramfs PATH   guest initramfs (default: the cached sandbox image)\n"
+      "  --console          copy the guest console to stderr\n"
+      "  --allow HOST       let the guest reach HOST through the egress proxy (repeatable;\n"
+      "                     \"*.example.com\", \"host:port\"); without it: no network\n"
+      "  --secret NAME=ENV@HOST[,HOST...]\n"
+      "                     the guest's $NAME is a placeholder that the proxy replaces by\n"
+      "                     the value of the host's environment variable ENV on requests\n"
+      "                     to those hosts only\n"
+      "  --resolve HOST=IP  upstream name override for the proxy (tests, local upstreams)\n"
+      "  --extra-ca FILE    also trust FILE's CAs for upstream TLS\n");
 }
 
 bool parse_uint(const char* s, unsigned long long& out) {

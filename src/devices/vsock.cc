@@ -66,7 +66,7 @@ struct VsockDevice::Header {
     virtio_vsock_hdr raw;
     std::memcpy(&raw, p, sizeof raw);
     // x86_64 only: little endian like the wire format.
-    return Header{raw.src_cid, raw.dst_cid, raw.src_port, raw.dst_port, raw.len,
+    return Header{raw.src_cid, raw.dst_cid, raw.src_port, raw.dst_port,  raw.len,
                   raw.type,    raw.op,      raw.flags,    raw.buf_alloc, raw.fwd_cnt};
   }
   std::vector<uint8_t> encode() const {
@@ -141,10 +141,16 @@ struct VsockListenState {
 VsockStream::VsockStream(std::shared_ptr<VsockDevice> device, std::shared_ptr<VsockConnection> conn)
     : device_(std::move(device)), conn_(std::move(conn)) {}
 
-VsockStream::~VsockStream() { close(); }
+VsockStream::~VsockStream() {
+  close();
+}
 
-uint32_t VsockStream::local_port() const { return conn_->local_port; }
-uint32_t VsockStream::peer_port() const { return conn_->peer_port; }
+uint32_t VsockStream::local_port() const {
+  return conn_->local_port;
+}
+uint32_t VsockStream::peer_port() const {
+  return conn_->peer_port;
+}
 
 Result<size_t> VsockStream::read(void* buf, size_t len, Millis timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -183,8 +189,9 @@ Status VsockStream::write(std::string_view data, Millis timeout) {
                               c.peer_credit() > c.tx.size() ? c.peer_credit() - c.tx.size() : 0);
     }
     if (room == 0) {
-      AIRLOCK_LOG_DEBUG("vsock", "write to guest port {} waits: peer buf_alloc {} fwd_cnt {}, sent {}, queued {}",
-                        c.peer_port, c.peer_buf_alloc, c.peer_fwd_cnt, c.tx_cnt, c.tx.size());
+      AIRLOCK_LOG_DEBUG(
+          "vsock", "write to guest port {} waits: peer buf_alloc {} fwd_cnt {}, sent {}, queued {}",
+          c.peer_port, c.peer_buf_alloc, c.peer_fwd_cnt, c.tx_cnt, c.tx.size());
       if (c.cv.wait_until(lock, deadline) == std::cv_status::timeout)
         return Status(Errc::timeout, "vsock: write timed out waiting for the guest's credit");
       continue;
@@ -197,7 +204,9 @@ Status VsockStream::write(std::string_view data, Millis timeout) {
   return ok_status();
 }
 
-void VsockStream::shutdown_write() { device_->stream_shutdown_write(conn_); }
+void VsockStream::shutdown_write() {
+  device_->stream_shutdown_write(conn_);
+}
 
 void VsockStream::close() {
   if (conn_) device_->stream_close(conn_);
@@ -210,9 +219,13 @@ VsockListener::VsockListener(std::shared_ptr<VsockDevice> device,
                              std::shared_ptr<VsockListenState> state)
     : device_(std::move(device)), state_(std::move(state)) {}
 
-VsockListener::~VsockListener() { close(); }
+VsockListener::~VsockListener() {
+  close();
+}
 
-uint32_t VsockListener::port() const { return state_->port; }
+uint32_t VsockListener::port() const {
+  return state_->port;
+}
 
 Result<std::unique_ptr<VsockStream>> VsockListener::accept(Millis timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -256,9 +269,13 @@ std::shared_ptr<VsockDevice> VsockDevice::create(uint64_t guest_cid) {
 
 VsockDevice::VsockDevice(uint64_t guest_cid) : guest_cid_(guest_cid) {}
 
-VsockDevice::~VsockDevice() { reset(); }
+VsockDevice::~VsockDevice() {
+  reset();
+}
 
-uint32_t VsockDevice::device_id() const { return VIRTIO_ID_VSOCK; }
+uint32_t VsockDevice::device_id() const {
+  return VIRTIO_ID_VSOCK;
+}
 
 void VsockDevice::read_config(uint64_t offset, uint8_t* data, size_t len) {
   // struct virtio_vsock_config { le64 guest_cid; }
@@ -270,7 +287,8 @@ void VsockDevice::read_config(uint64_t offset, uint8_t* data, size_t len) {
 Result<std::unique_ptr<VsockListener>> VsockDevice::listen(uint32_t port) {
   std::lock_guard lock(mutex_);
   if (!shutdown_reason_.empty()) return Status(Errc::closed, "vsock: " + shutdown_reason_);
-  if (listeners_.count(port)) return Status(Errc::invalid_argument, "vsock: port already listened on");
+  if (listeners_.count(port))
+    return Status(Errc::invalid_argument, "vsock: port already listened on");
   auto state = std::make_shared<VsockListenState>();
   state->port = port;
   listeners_[port] = state;
@@ -295,8 +313,8 @@ Result<std::unique_ptr<VsockStream>> VsockDevice::connect(uint32_t guest_port, M
       queue_rst(conn->local_port, guest_port);
       drop_connection(conn, "connect timed out");
       wake_worker();
-      return Status(Errc::timeout, "vsock: guest port " + std::to_string(guest_port) +
-                                       " did not answer in time");
+      return Status(Errc::timeout,
+                    "vsock: guest port " + std::to_string(guest_port) + " did not answer in time");
     }
   }
   if (conn->state == VsockConnection::State::kClosed)
@@ -527,8 +545,8 @@ Status VsockDevice::process_tx(bool& used_any) {
       }
       continue;
     }
-    handle_packet(h, std::string_view(reinterpret_cast<const char*>(buf.data()) + kHeaderBytes,
-                                      h.len));
+    handle_packet(
+        h, std::string_view(reinterpret_cast<const char*>(buf.data()) + kHeaderBytes, h.len));
   }
   return ok_status();
 }
@@ -575,8 +593,10 @@ void VsockDevice::handle_packet(const Header& h, std::string_view payload) {
 
   if (!conn) {
     // Unknown connection: answer anything but an RST with an RST (§5.10.6.4).
-    if (h.op != VIRTIO_VSOCK_OP_RST) queue_rst(h.dst_port, h.src_port);
-    else ++packets_dropped_;
+    if (h.op != VIRTIO_VSOCK_OP_RST)
+      queue_rst(h.dst_port, h.src_port);
+    else
+      ++packets_dropped_;
     return;
   }
 
@@ -674,8 +694,8 @@ Status VsockDevice::process_rx(bool& used_any) {
       h.fwd_cnt = c.fwd_cnt;
       c.last_fwd_cnt_sent = c.fwd_cnt;
       if (c.has_data_to_send()) {
-        size_t n = std::min<size_t>({c.tx.size(), c.peer_credit(), kMaxPacketPayload,
-                                     writer.remaining() - kHeaderBytes});
+        size_t n = std::min<size_t>(
+            {c.tx.size(), c.peer_credit(), kMaxPacketPayload, writer.remaining() - kHeaderBytes});
         payload.resize(n);
         c.tx.take(payload.data(), n);
         c.tx_cnt += static_cast<uint32_t>(n);
@@ -689,7 +709,8 @@ Status VsockDevice::process_rx(bool& used_any) {
         payload.clear();
       }
       AIRLOCK_RETURN_IF_ERROR(writer.write_exact(h.encode().data(), kHeaderBytes));
-      if (!payload.empty()) AIRLOCK_RETURN_IF_ERROR(writer.write_exact(payload.data(), payload.size()));
+      if (!payload.empty())
+        AIRLOCK_RETURN_IF_ERROR(writer.write_exact(payload.data(), payload.size()));
     }
     AIRLOCK_RETURN_IF_ERROR(
         rx_->add_used(*memory_, chain->head, static_cast<uint32_t>(writer.written())));

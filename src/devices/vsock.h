@@ -102,7 +102,7 @@ class VsockDevice final : public virtio::Device, public std::enable_shared_from_
   uint32_t device_id() const override;
   const char* name() const override { return "vsock"; }
   uint64_t device_features() const override { return 0; }  // stream sockets only
-  size_t num_queues() const override { return 3; }          // rx, tx, event
+  size_t num_queues() const override { return 3; }         // rx, tx, event
   void read_config(uint64_t offset, uint8_t* data, size_t len) override;
   Status activate(const virtio::ActivateContext& ctx) override;
   void queue_notify(size_t index) override;

@@ -56,7 +56,9 @@ std::vector<std::string> initial_environment() {
           "TERM=dumb", "LANG=C.UTF-8", "TMPDIR=/tmp"};
 }
 
-std::string env_key(const std::string& entry) { return entry.substr(0, entry.find('=')); }
+std::string env_key(const std::string& entry) {
+  return entry.substr(0, entry.find('='));
+}
 
 void env_put(std::vector<std::string>& env, const std::string& entry) {
   std::string key = env_key(entry);
@@ -180,7 +182,9 @@ bool Agent::flush_output() {
   return true;
 }
 
-size_t pending(const std::string& out, size_t off) { return out.size() - off; }
+size_t pending(const std::string& out, size_t off) {
+  return out.size() - off;
+}
 
 void Agent::start_exec(uint32_t id, const proto::ExecRequest& req) {
   if (commands_.count(id)) return send_error(id, EEXIST, "request id already running");
@@ -319,7 +323,8 @@ bool Agent::handle_frame(const proto::Frame& f) {
       Command& c = *it->second;
       if (c.stdin_fd < 0 || c.stdin_close_requested) {
         // Nobody will read it: acknowledge so the host's window does not stall.
-        send(Op::kStdinAck, id, proto::U32Message{static_cast<uint32_t>(f.payload.size())}.encode());
+        send(Op::kStdinAck, id,
+             proto::U32Message{static_cast<uint32_t>(f.payload.size())}.encode());
         return true;
       }
       if (c.stdin_buf.size() + f.payload.size() > 2 * proto::kStdinWindow) {
@@ -405,7 +410,8 @@ bool Agent::handle_frame(const proto::Frame& f) {
     case Op::kMkdir: {
       proto::PathRequest req;
       proto::PathRequest::decode(f.payload, req);
-      int rc = req.flags & 1 ? mkdir_parents(req.path, req.mode) : mkdir(req.path.c_str(), req.mode);
+      int rc =
+          req.flags & 1 ? mkdir_parents(req.path, req.mode) : mkdir(req.path.c_str(), req.mode);
       if (rc != 0) return send_error(id, errno, "mkdir " + req.path), true;
       send(Op::kOk, id);
       return true;
@@ -470,7 +476,8 @@ void Agent::pump_command(Command& c, const struct pollfd* out_pfd, const struct 
   if (c.stdin_fd >= 0 && in_pfd && in_pfd->revents) {
     if (in_pfd->revents & (POLLERR | POLLHUP)) {
       // The process closed its stdin: acknowledge what it will never read.
-      send(Op::kStdinAck, c.id, proto::U32Message{static_cast<uint32_t>(c.stdin_buf.size())}.encode());
+      send(Op::kStdinAck, c.id,
+           proto::U32Message{static_cast<uint32_t>(c.stdin_buf.size())}.encode());
       c.stdin_buf.clear();
       close_fd(c.stdin_fd);
     } else if (!c.stdin_buf.empty()) {
@@ -479,7 +486,8 @@ void Agent::pump_command(Command& c, const struct pollfd* out_pfd, const struct 
         c.stdin_buf.erase(0, static_cast<size_t>(n));
         send(Op::kStdinAck, c.id, proto::U32Message{static_cast<uint32_t>(n)}.encode());
       } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        send(Op::kStdinAck, c.id, proto::U32Message{static_cast<uint32_t>(c.stdin_buf.size())}.encode());
+        send(Op::kStdinAck, c.id,
+             proto::U32Message{static_cast<uint32_t>(c.stdin_buf.size())}.encode());
         c.stdin_buf.clear();
         close_fd(c.stdin_fd);
       }
@@ -540,7 +548,8 @@ void Agent::finish_commands() {
 
 void Agent::pump_file_reads() {
   char buf[proto::kDataChunk];
-  for (auto it = reads_.begin(); it != reads_.end() && pending(out_, out_off_) < kOutputHighWater;) {
+  for (auto it = reads_.begin();
+       it != reads_.end() && pending(out_, out_off_) < kOutputHighWater;) {
     ssize_t n = read(it->second.fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n > 0) {
@@ -548,8 +557,10 @@ void Agent::pump_file_reads() {
       ++it;
       continue;
     }
-    if (n == 0) send(Op::kFileEnd, it->first);
-    else send_error(it->first, errno, "read");
+    if (n == 0)
+      send(Op::kFileEnd, it->first);
+    else
+      send_error(it->first, errno, "read");
     close(it->second.fd);
     it = reads_.erase(it);
   }
@@ -567,7 +578,8 @@ int Agent::run() {
   struct utsname uts;
   uname(&uts);
   send(Op::kHello, 0,
-       proto::Hello{proto::kVersion, std::string("airlock-guest-agent 0.1 (linux ") + uts.release + ")"}
+       proto::Hello{proto::kVersion,
+                    std::string("airlock-guest-agent 0.1 (linux ") + uts.release + ")"}
            .encode());
 
   std::vector<struct pollfd> fds;
@@ -581,15 +593,18 @@ int Agent::run() {
     const bool room = pending(out_, out_off_) < kOutputHighWater;
     fds.clear();
     slots.clear();
-    fds.push_back({sock_, static_cast<short>((room ? POLLIN : 0) |
-                                              (pending(out_, out_off_) ? POLLOUT : 0)), 0});
+    fds.push_back(
+        {sock_, static_cast<short>((room ? POLLIN : 0) | (pending(out_, out_off_) ? POLLOUT : 0)),
+         0});
     fds.push_back({sigfd_, POLLIN, 0});
     int64_t timeout = -1;
     int64_t now = now_ms();
     for (auto& [id, c] : commands_) {
       Slot s{c.get()};
-      if (room && c->stdout_fd >= 0) s.out = static_cast<int>(fds.size()), fds.push_back({c->stdout_fd, POLLIN, 0});
-      if (room && c->stderr_fd >= 0) s.err = static_cast<int>(fds.size()), fds.push_back({c->stderr_fd, POLLIN, 0});
+      if (room && c->stdout_fd >= 0)
+        s.out = static_cast<int>(fds.size()), fds.push_back({c->stdout_fd, POLLIN, 0});
+      if (room && c->stderr_fd >= 0)
+        s.err = static_cast<int>(fds.size()), fds.push_back({c->stderr_fd, POLLIN, 0});
       if (c->stdin_fd >= 0 && !c->stdin_buf.empty())
         s.in = static_cast<int>(fds.size()), fds.push_back({c->stdin_fd, POLLOUT, 0});
       slots.push_back(s);

@@ -127,8 +127,8 @@ int run_hostile(const char* mode, const char* agent_pid_text) {
   } else if (m == "flood") {
     // Well-formed output for a request the host never made: 64 MiB of it, then give the
     // agent back its connection.
-    std::string frame = proto::encode_frame(proto::Op::kStdout, 0x7fffffff,
-                                            std::string(proto::kDataChunk, 'F'));
+    std::string frame =
+        proto::encode_frame(proto::Op::kStdout, 0x7fffffff, std::string(proto::kDataChunk, 'F'));
     for (int i = 0; i < 1024 && ok; ++i) ok = write_all(fd, frame);
     kill(agent, SIGCONT);
   } else {

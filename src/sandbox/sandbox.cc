@@ -40,7 +40,9 @@ constexpr Millis kControlTimeout{30000};
 constexpr size_t kMaxReadBytes = 1ull << 30;
 
 // Generous per-transfer budget: 2 minutes plus a second per MiB.
-Millis io_timeout(uint64_t bytes) { return Millis(120000 + (bytes >> 20) * 1000); }
+Millis io_timeout(uint64_t bytes) {
+  return Millis(120000 + (bytes >> 20) * 1000);
+}
 
 bool valid_env_key(const std::string& k) {
   return !k.empty() && k.find('=') == std::string::npos && k.find('\0') == std::string::npos;
@@ -49,7 +51,8 @@ bool valid_env_key(const std::string& k) {
 Result<std::vector<std::string>> env_entries(const std::map<std::string, std::string>& env) {
   std::vector<std::string> out;
   for (const auto& [k, v] : env) {
-    if (!valid_env_key(k)) return Status(Errc::invalid_argument, "bad environment variable name '" + k + "'");
+    if (!valid_env_key(k))
+      return Status(Errc::invalid_argument, "bad environment variable name '" + k + "'");
     out.push_back(k + "=" + v);
   }
   return out;
@@ -124,7 +127,8 @@ class SandboxImpl final : public Sandbox {
   Result<ExecResult> sh(const std::string& command, const ExecOptions& options) override {
     return exec({"/bin/sh", "-c", command}, options);
   }
-  Result<ExecResult> exec(const std::vector<std::string>& argv, const ExecOptions& options) override;
+  Result<ExecResult> exec(const std::vector<std::string>& argv,
+                          const ExecOptions& options) override;
   Result<std::unique_ptr<Process>> spawn(const std::vector<std::string>& argv,
                                          SpawnOptions options) override;
   SandboxFs& fs() override { return fs_; }
@@ -163,7 +167,7 @@ class SandboxImpl final : public Sandbox {
 
   mutable std::mutex mutex_;
   std::condition_variable cv_;
-  Status ended_;            // non-ok once the sandbox ended
+  Status ended_;             // non-ok once the sandbox ended
   bool agent_dead_ = false;  // the client reported a dead connection
   bool closing_ = false;
   std::once_flag close_once_;
@@ -204,8 +208,9 @@ Status SandboxImpl::boot(SandboxOptions options) {
   for (;;) {
     auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0)
-      return Status(Errc::timeout, "the guest agent did not connect within the boot timeout; console: " +
-                                       tail(machine_->console_output(), 2000));
+      return Status(Errc::timeout,
+                    "the guest agent did not connect within the boot timeout; console: " +
+                        tail(machine_->console_output(), 2000));
     auto s = listener_->accept(std::min(left, Millis(50)));
     if (s.ok()) {
       stream = std::move(s).value();
@@ -217,8 +222,8 @@ Status SandboxImpl::boot(SandboxOptions options) {
       std::string why = info ? std::string(vmm::exit_reason_name(info->reason)) +
                                    (info->message.empty() ? "" : " (" + info->message + ")")
                              : "stopped";
-      return Status(Errc::unavailable, "the guest ended during boot: " + why + "; console: " +
-                                           tail(machine_->console_output(), 2000));
+      return Status(Errc::unavailable, "the guest ended during boot: " + why +
+                                           "; console: " + tail(machine_->console_output(), 2000));
     }
   }
   listener_->close();  // one agent connection per sandbox; later attempts get RST
@@ -296,7 +301,8 @@ void SandboxImpl::close() {
   });
 }
 
-Result<ExecResult> SandboxImpl::exec(const std::vector<std::string>& argv, const ExecOptions& options) {
+Result<ExecResult> SandboxImpl::exec(const std::vector<std::string>& argv,
+                                     const ExecOptions& options) {
   agent::ExecSpec spec;
   spec.argv = argv;
   AIRLOCK_ASSIGN_OR_RETURN(spec.env, env_entries(options.env));
@@ -306,10 +312,12 @@ Result<ExecResult> SandboxImpl::exec(const std::vector<std::string>& argv, const
   spec.timeout_ms = static_cast<uint32_t>(options.timeout.count());
   spec.open_stdin = !options.stdin_data.empty();
   Millis wait = options.wait_timeout;
-  if (wait.count() <= 0) wait = options.timeout.count() > 0 ? options.timeout + Millis(10000) : Millis(3600000);
+  if (wait.count() <= 0)
+    wait = options.timeout.count() > 0 ? options.timeout + Millis(10000) : Millis(3600000);
 
   auto deadline = std::chrono::steady_clock::now() + wait;
-  AIRLOCK_ASSIGN_OR_RETURN(auto e, client_->start(spec, nullptr, nullptr, std::min(wait, kControlTimeout)));
+  AIRLOCK_ASSIGN_OR_RETURN(auto e,
+                           client_->start(spec, nullptr, nullptr, std::min(wait, kControlTimeout)));
   if (spec.open_stdin) {
     auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
     Status st = e->write_stdin(options.stdin_data, std::max(left, Millis(1)));
@@ -379,7 +387,8 @@ Status FsImpl::upload(const std::string& host_path, const std::string& guest_pat
   if (!fd) return errno_status("open " + host_path);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return errno_status("stat " + host_path);
-  if (!S_ISREG(st.st_mode)) return Status(Errc::invalid_argument, host_path + " is not a regular file");
+  if (!S_ISREG(st.st_mode))
+    return Status(Errc::invalid_argument, host_path + " is not a regular file");
   uint32_t m = mode.value_or(st.st_mode & 07777);
   std::string buf;
   return sb_.client().write_file(
@@ -428,10 +437,18 @@ Result<FileStat> FsImpl::stat(const std::string& path) {
   AIRLOCK_ASSIGN_OR_RETURN(auto s, sb_.client().stat(path, kControlTimeout));
   FileStat out;
   switch (s.type) {
-    case proto::FileType::kRegular: out.type = FileStat::Type::regular; break;
-    case proto::FileType::kDirectory: out.type = FileStat::Type::directory; break;
-    case proto::FileType::kSymlink: out.type = FileStat::Type::symlink; break;
-    default: out.type = FileStat::Type::other; break;
+    case proto::FileType::kRegular:
+      out.type = FileStat::Type::regular;
+      break;
+    case proto::FileType::kDirectory:
+      out.type = FileStat::Type::directory;
+      break;
+    case proto::FileType::kSymlink:
+      out.type = FileStat::Type::symlink;
+      break;
+    default:
+      out.type = FileStat::Type::other;
+      break;
   }
   out.mode = s.mode;
   out.size = s.size;

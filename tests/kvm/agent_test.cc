@@ -28,7 +28,7 @@ using namespace std::chrono_literals;
 namespace {
 
 std::unique_ptr<Sandbox> boot(SandboxOptions options = {}) {
-  options.boot_timeout = Millis(240000);  // nested TCG runners are slow
+  options.boot_timeout = Millis(240000);    // nested TCG runners are slow
   if (std::getenv("AIRLOCK_TEST_CONSOLE"))  // debugging: the guest console on stderr
     options.on_console = [](std::string_view s) { (void)!fwrite(s.data(), 1, s.size(), stderr); };
   auto sb = Sandbox::create(std::move(options));
@@ -124,7 +124,8 @@ TEST_CASE("commands: listing, exit codes, signals, streams, env, cwd, concurrenc
   CHECK(timed.timed_out);
   CHECK(timed.signal == SIGKILL);
   std::this_thread::sleep_for(200ms);
-  auto child_alive = must(sb->sh("kill -0 $(cat /tmp/child) 2>/dev/null && echo alive || echo gone"));
+  auto child_alive =
+      must(sb->sh("kill -0 $(cat /tmp/child) 2>/dev/null && echo alive || echo gone"));
   CHECK(child_alive.text() == "gone");
 
   // spawn: streaming output, stdin, kill.
@@ -166,8 +167,9 @@ TEST_CASE("bulk data: 64 MiB stdout, 16 MiB stdin, 32 MiB file round trip with m
 
   // 64 MiB of stdout, compared by sha256 with what the guest computed.
   auto t0 = std::chrono::steady_clock::now();
-  auto gen = must(sb->sh("dd if=/dev/urandom of=/tmp/big bs=1M count=64 2>/dev/null && "
-                         "sha256sum /tmp/big"));
+  auto gen =
+      must(sb->sh("dd if=/dev/urandom of=/tmp/big bs=1M count=64 2>/dev/null && "
+                  "sha256sum /tmp/big"));
   REQUIRE(gen.exit_code == 0);
   std::string guest_sum = gen.stdout.substr(0, 64);
   t0 = std::chrono::steady_clock::now();
@@ -256,7 +258,8 @@ TEST_CASE("the agent killed inside the guest fails pending calls promptly") {
 TEST_CASE("a hostile guest flooding vsock leaves the host fine and the sandbox usable") {
   auto sb = boot();
   // Thousands of connection attempts to ports nobody listens on: all refused.
-  auto cf = must(sb->sh("/bin/airlock-guest-agent hostile connect-flood 300", {.timeout = 120000ms}));
+  auto cf =
+      must(sb->sh("/bin/airlock-guest-agent hostile connect-flood 300", {.timeout = 120000ms}));
   CHECK(cf.exit_code == 0);
   CHECK(cf.text() == "refused 300");
   // 64 MiB of well-formed output for a request the host never made, on the agent's own
@@ -273,7 +276,8 @@ TEST_CASE("a hostile guest flooding vsock leaves the host fine and the sandbox u
   CHECK(sb->status().code() == Errc::protocol);
 }
 
-TEST_CASE("hostile guest: garbage, unknown operations and host-only operations end only that sandbox") {
+TEST_CASE(
+    "hostile guest: garbage, unknown operations and host-only operations end only that sandbox") {
   for (const char* mode : {"garbage", "unknown-op", "wrong-direction"}) {
     CAPTURE(mode);
     auto sb = boot();

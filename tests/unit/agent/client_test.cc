@@ -30,8 +30,8 @@ std::string agent_binary() {
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   REQUIRE(n > 0);
   std::string dir(self, static_cast<size_t>(n));
-  dir = dir.substr(0, dir.rfind('/'));       // build/tests
-  dir = dir.substr(0, dir.rfind('/'));       // build
+  dir = dir.substr(0, dir.rfind('/'));  // build/tests
+  dir = dir.substr(0, dir.rfind('/'));  // build
   std::string path = dir + "/bin/airlock-guest-agent";
   REQUIRE_MESSAGE(access(path.c_str(), X_OK) == 0, "build the airlock-guest-agent target first");
   return path;
@@ -158,7 +158,8 @@ TEST_CASE("client: output callbacks see every byte in order") {
   std::string seen;
   ExecSpec spec;
   spec.argv = {"/bin/sh", "-c", "seq 1 20000"};
-  auto e = a.client->start(spec, [&](std::string_view d) { seen += d; }, nullptr, 5000ms);
+  auto e = a.client->start(
+      spec, [&](std::string_view d) { seen += d; }, nullptr, 5000ms);
   REQUIRE(e.ok());
   REQUIRE((*e)->wait(10000ms).ok());
   std::string expect;
@@ -184,8 +185,13 @@ TEST_CASE("client: files round-trip in chunks with their mode; mkdir, stat, remo
       10000ms);
   REQUIRE(st.ok());
   std::string back;
-  auto info = a.client->read_file(path, [&](std::string_view d) { back += d; return ok_status(); },
-                                  10000ms);
+  auto info = a.client->read_file(
+      path,
+      [&](std::string_view d) {
+        back += d;
+        return ok_status();
+      },
+      10000ms);
   REQUIRE(info.ok());
   CHECK(info->size == content.size());
   CHECK(info->mode == 0640);
@@ -195,7 +201,8 @@ TEST_CASE("client: files round-trip in chunks with their mode; mkdir, stat, remo
   REQUIRE(s.ok());
   CHECK(s->type == proto::FileType::kRegular);
   CHECK(a.client->stat(a.tmp + "/nope", 2000ms).status().code() == Errc::not_found);
-  auto missing = a.client->read_file(a.tmp + "/nope", [](std::string_view) { return ok_status(); }, 2000ms);
+  auto missing = a.client->read_file(
+      a.tmp + "/nope", [](std::string_view) { return ok_status(); }, 2000ms);
   CHECK(missing.status().code() == Errc::not_found);
 
   REQUIRE(a.client->mkdir(a.tmp + "/x/y/z", 0700, true, 2000ms).ok());
@@ -262,7 +269,10 @@ TEST_CASE("client: a peer sending garbage is a protocol error that fails everyth
   REQUIRE(c.ok());
   std::atomic<int> dead{0};
   Status why;
-  (*c)->set_on_dead([&](const Status& s) { why = s; dead++; });
+  (*c)->set_on_dead([&](const Status& s) {
+    why = s;
+    dead++;
+  });
   std::thread pinger([&] {
     auto r = (*c)->ping("x", 5000ms);
     CHECK(r.status().code() == Errc::protocol);

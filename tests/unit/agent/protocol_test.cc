@@ -146,7 +146,8 @@ TEST_CASE("exit, stat, path and env messages validate ranges") {
   REQUIRE(PathRequest::decode(pr.encode(), pb).empty());
   CHECK(pb.path == "/a/b");
   CHECK(!PathRequest::decode(PathRequest{"", 0, 0}.encode(), pb).empty());
-  CHECK(!PathRequest::decode(PathRequest{std::string(kMaxPath + 1, 'a'), 0, 0}.encode(), pb).empty());
+  CHECK(
+      !PathRequest::decode(PathRequest{std::string(kMaxPath + 1, 'a'), 0, 0}.encode(), pb).empty());
 
   EnvRequest env{{"X=1"}, {"Y"}}, envb;
   REQUIRE(EnvRequest::decode(env.encode(), envb).empty());

@@ -123,7 +123,7 @@ struct Guest {
     REQUIRE(elem.len >= kHdr);
     virtio_vsock_hdr raw;
     REQUIRE(mem.read(addr, &raw, kHdr).ok());
-    p.hdr = PlainHdr{raw.src_cid, raw.dst_cid, raw.src_port, raw.dst_port, raw.len,
+    p.hdr = PlainHdr{raw.src_cid, raw.dst_cid, raw.src_port, raw.dst_port,  raw.len,
                      raw.type,    raw.op,      raw.flags,    raw.buf_alloc, raw.fwd_cnt};
     REQUIRE(p.hdr.len == elem.len - kHdr);
     p.payload.resize(p.hdr.len);
