@@ -27,6 +27,8 @@ export interface SandboxOptions {
   onConsole?: (chunk: Buffer) => void;
   /** One event per request through the egress proxy. */
   onAudit?: (event: AuditEvent) => void;
+  /** Runs (synchronously, on the event loop) before each allowed request goes upstream. */
+  requestHook?: (request: HookRequest) => HookDecision | undefined | null;
   /** Upstream overrides {"host[:port]": "ip"}, for tests against local servers. */
   resolveOverride?: Record<string, string>;
   /** Extra PEM CA files trusted upstream. */
@@ -50,6 +52,23 @@ export interface AuditEvent {
   reason: string;
   secretsSubstituted: string[];
   exfiltrationAttempt: boolean;
+}
+
+export interface HookRequest {
+  method: string;
+  scheme: string;
+  host: string;
+  port: number;
+  target: string;
+  headers: [string, string][];
+}
+
+export interface HookDecision {
+  allow?: boolean;
+  status?: number;
+  message?: string;
+  setHeaders?: Record<string, string>;
+  removeHeaders?: string[];
 }
 
 export interface ExecOptions {

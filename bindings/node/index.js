@@ -251,7 +251,8 @@ class Sandbox {
    * Boots a microVM. Options: allowNet, secrets ({NAME: {value, hosts}} or {NAME: value} bound
    * to every allowNet host), env, memoryMb, vcpus, kernel, initramfs, bootTimeout (ms),
    * onConsole(Buffer), onAudit(event) (one per proxied request; names only, never values),
-   * resolveOverride, extraCaFiles.
+   * requestHook(request) -> undefined (allow) | {allow: false, status, message} |
+   * {setHeaders, removeHeaders} (synchronous; throwing denies), resolveOverride, extraCaFiles.
    */
   static async create(options = {}) {
     const h = await call(native.create, {
@@ -260,6 +261,7 @@ class Sandbox {
       allowNet: options.allowNet, secrets: normaliseSecrets(options.secrets, options.allowNet),
       onConsole: options.onConsole, resolveOverride: options.resolveOverride,
       extraCaFiles: options.extraCaFiles, onAudit: options.onAudit,
+      requestHook: options.requestHook,
     });
     return new Sandbox(h);
   }

@@ -9,11 +9,14 @@
 #include <node_api.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -47,6 +50,9 @@ namespace {
   X(airlock_fs_stat) \
   X(airlock_fs_upload) \
   X(airlock_fs_write) \
+  X(airlock_hook_deny) \
+  X(airlock_hook_set_header) \
+  X(airlock_hook_remove_header) \
   X(airlock_last_error) \
   X(airlock_process_close_stdin) \
   X(airlock_process_destroy) \
@@ -263,8 +269,30 @@ struct ProcessRef {
 
 struct Job;
 
+// One request hook call: the proxy thread waits (bounded) for the JS answer.
+struct HookCall {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool done = false;
+  bool allow = false;  // stays "deny" unless JS answered
+  int status = 403;
+  std::string message = "denied by the request hook";
+  std::vector<std::pair<std::string, std::string>> set_headers;
+  std::vector<std::string> remove_headers;
+  // the request
+  std::string method, scheme, host, target;
+  uint32_t port = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  void finish() {
+    std::lock_guard lock(mutex);
+    done = true;
+    cv.notify_all();
+  }
+};
+
 struct Item {
-  enum Kind { out, err, console, done, audit } kind;
+  enum Kind { out, err, console, done, audit, hook } kind;
   std::string data;
   Job* job = nullptr;
   // audit events
@@ -272,6 +300,7 @@ struct Item {
   std::vector<std::pair<const char*, double>> numbers;
   std::vector<std::string> names;
   bool flag = false;
+  std::shared_ptr<HookCall> hook_call;
 };
 
 // What a thread-safe function delivers to: JS callbacks and the error one of them threw.
@@ -280,15 +309,23 @@ struct Stream {
   napi_ref on_stderr = nullptr;
   napi_ref on_console = nullptr;
   napi_ref on_audit = nullptr;
+  napi_ref on_hook = nullptr;
   napi_ref callback_error = nullptr;  // first exception a callback threw
   napi_threadsafe_function tsfn = nullptr;
 };
 
 void settle(napi_env env, Job* job);
 
+void call_hook(napi_env env, Stream* s, HookCall& h);
+
 void call_js(napi_env env, napi_value, void* context, void* data) {
   std::unique_ptr<Item> item(static_cast<Item*>(data));
   auto* s = static_cast<Stream*>(context);
+  if (item->kind == Item::hook) {
+    if (env != nullptr && s->on_hook != nullptr) call_hook(env, s, *item->hook_call);
+    item->hook_call->finish();  // answered, or denied when the environment is going away
+    return;
+  }
   if (env == nullptr) return;  // environment is going away
   if (item->kind == Item::done) {
     settle(env, item->job);
@@ -342,15 +379,18 @@ void call_js(napi_env env, napi_value, void* context, void* data) {
 void stream_finalize(napi_env env, void* data, void*) {
   auto* s = static_cast<Stream*>(data);
   if (env != nullptr) {
-    for (napi_ref r : {s->on_stdout, s->on_stderr, s->on_console, s->on_audit, s->callback_error})
+    for (napi_ref r :
+         {s->on_stdout, s->on_stderr, s->on_console, s->on_audit, s->on_hook, s->callback_error})
       if (r) napi_delete_reference(env, r);
   }
   delete s;
 }
 
 Stream* make_stream(napi_env env, napi_value on_stdout, napi_value on_stderr,
-                    napi_value on_console, napi_value on_audit = nullptr) {
+                    napi_value on_console, napi_value on_audit = nullptr,
+                    napi_value on_hook = nullptr) {
   auto* s = new Stream();
+  if (on_hook) napi_create_reference(env, on_hook, 1, &s->on_hook);
   if (on_audit) napi_create_reference(env, on_audit, 1, &s->on_audit);
   if (on_stdout) napi_create_reference(env, on_stdout, 1, &s->on_stdout);
   if (on_stderr) napi_create_reference(env, on_stderr, 1, &s->on_stderr);
@@ -400,6 +440,91 @@ void on_audit(const airlock_audit_event* e, void* user) {
   item->flag = e->exfiltration_attempt != 0;
   auto* s = static_cast<Stream*>(user);
   if (napi_call_threadsafe_function(s->tsfn, item, napi_tsfn_blocking) != napi_ok) delete item;
+}
+
+// Main thread: hook(request) -> undefined/null (allow) | {allow:false, status, message} |
+// {setHeaders:{}, removeHeaders:[]}. Throwing (or a bad answer) denies.
+void call_hook(napi_env env, Stream* s, HookCall& h) {
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value req, v, fn, global, answer;
+  napi_create_object(env, &req);
+  for (auto [k, val] : {std::pair<const char*, std::string*>{"method", &h.method},
+                        {"scheme", &h.scheme}, {"host", &h.host}, {"target", &h.target}}) {
+    napi_create_string_utf8(env, val->data(), val->size(), &v);
+    napi_set_named_property(env, req, k, v);
+  }
+  napi_create_uint32(env, h.port, &v);
+  napi_set_named_property(env, req, "port", v);
+  napi_value headers;
+  napi_create_array_with_length(env, h.headers.size(), &headers);
+  for (size_t i = 0; i < h.headers.size(); ++i) {
+    napi_value pair, k, val;
+    napi_create_array_with_length(env, 2, &pair);
+    napi_create_string_utf8(env, h.headers[i].first.data(), h.headers[i].first.size(), &k);
+    napi_create_string_utf8(env, h.headers[i].second.data(), h.headers[i].second.size(), &val);
+    napi_set_element(env, pair, 0, k);
+    napi_set_element(env, pair, 1, val);
+    napi_set_element(env, headers, static_cast<uint32_t>(i), pair);
+  }
+  napi_set_named_property(env, req, "headers", headers);
+  napi_get_reference_value(env, s->on_hook, &fn);
+  napi_get_global(env, &global);
+  if (napi_call_function(env, global, fn, 1, &req, &answer) != napi_ok) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      napi_value exc;
+      napi_get_and_clear_last_exception(env, &exc);
+      if (s->callback_error == nullptr) napi_create_reference(env, exc, 1, &s->callback_error);
+    }
+    napi_close_handle_scope(env, scope);
+    return;  // deny
+  }
+  std::lock_guard lock(h.mutex);
+  napi_valuetype t = type_of(env, answer);
+  if (t == napi_undefined || t == napi_null) {
+    h.allow = true;
+  } else if (t == napi_object) {
+    h.allow = true;
+    if (napi_value a = prop(env, answer, "allow")) {
+      bool allow = true;
+      napi_get_value_bool(env, a, &allow);
+      h.allow = allow;
+    }
+    if (napi_value st = prop(env, answer, "status")) napi_get_value_int32(env, st, &h.status);
+    if (napi_value m = prop(env, answer, "message")) get_string(env, m, &h.message);
+    string_map(env, prop(env, answer, "setHeaders"), &h.set_headers);
+    if (napi_value r = prop(env, answer, "removeHeaders")) string_array(env, r, &h.remove_headers);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+int on_hook(const airlock_hook_request* r, airlock_hook_decision* d, void* user) {
+  auto* s = static_cast<Stream*>(user);
+  auto h = std::make_shared<HookCall>();
+  auto str = [](const char* p) { return std::string(p ? p : ""); };
+  h->method = str(r->method);
+  h->scheme = str(r->scheme);
+  h->host = str(r->host);
+  h->target = str(r->target);
+  h->port = r->port;
+  for (size_t i = 0; i < r->headers_count; ++i)
+    h->headers.emplace_back(str(r->headers[i].name), str(r->headers[i].value));
+  auto* item = new Item{Item::hook, {}, nullptr};
+  item->hook_call = h;
+  if (napi_call_threadsafe_function(s->tsfn, item, napi_tsfn_blocking) != napi_ok) {
+    delete item;
+    return 1;
+  }
+  std::unique_lock lock(h->mutex);
+  // Bounded: a busy event loop must not hold a proxy worker forever (the proxy has its own
+  // deadline too); no answer in time denies.
+  if (!h->cv.wait_for(lock, std::chrono::seconds(10), [&] { return h->done; })) return 1;
+  if (!h->allow) return airlock_hook_deny(d, h->status, h->message.c_str()) == 0 ? 0 : 1;
+  for (auto& [k, v] : h->set_headers) airlock_hook_set_header(d, k.c_str(), v.c_str());
+  for (auto& k : h->remove_headers) airlock_hook_remove_header(d, k.c_str());
+  return 0;
 }
 
 // ---- jobs: work on the pool, settle on the main thread ----
@@ -654,8 +779,9 @@ napi_value Create(napi_env env, napi_callback_info info) {
   }
   auto* ref = new SandboxRef();
   napi_value cb_console = prop(env, o, "onConsole"), cb_audit = prop(env, o, "onAudit");
-  if (cb_console || cb_audit) {
-    ref->console = make_stream(env, nullptr, nullptr, cb_console, cb_audit);
+  napi_value cb_hook = prop(env, o, "requestHook");
+  if (cb_console || cb_audit || cb_hook) {
+    ref->console = make_stream(env, nullptr, nullptr, cb_console, cb_audit, cb_hook);
     if (ref->console) napi_unref_threadsafe_function(env, ref->console->tsfn);
   }
   auto job = std::make_unique<Job>();
@@ -700,6 +826,10 @@ napi_value Create(napi_env env, napi_callback_info info) {
     if (ref->console && ref->console->on_audit) {
       o.on_audit = on_audit;
       o.audit_user_data = ref->console;
+    }
+    if (ref->console && ref->console->on_hook) {
+      o.request_hook = on_hook;
+      o.hook_user_data = ref->console;
     }
     return airlock_sandbox_create(&o, &j.new_sandbox);
   };

@@ -3,19 +3,34 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+import http from 'node:http';
 
 const require = createRequire(import.meta.url);
 const airlock = require('../index.js');
 const REAL_KEY = 'sk-test-0123456789abcdef-not-real';
 
-test('secret placeholder, refused host, audit event', async (t) => {
+test('secret placeholder, refused host, audit event, request hook', async (t) => {
   const events = [];
+  const seen = [];
+  // api.example.com resolves (for the proxy) to this local server: nothing leaves the machine.
+  const server = http.createServer((req, res) => {
+    seen.push({ url: req.url, headers: req.headers });
+    res.end('upstream ok\n');
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  const port = server.address().port;
+  const host = `api.example.com:${port}`;
   let sb;
   try {
     sb = await airlock.Sandbox.create({
-      bootTimeout: 240000, allowNet: ['api.example.com'],
-      secrets: { API_KEY: { value: REAL_KEY, hosts: ['api.example.com'] } },
+      bootTimeout: 240000, allowNet: [host],
+      secrets: { API_KEY: { value: REAL_KEY, hosts: [host] } },
+      resolveOverride: { 'api.example.com': '127.0.0.1' },
       onAudit: (e) => events.push(e),
+      requestHook: (req) => req.target.startsWith('/blocked')
+        ? { allow: false, status: 451, message: 'blocked by hook' }
+        : { setHeaders: { 'X-Hooked': 'yes' } },
     });
   } catch (e) {
     assert.ok(e instanceof airlock.UnavailableError && /networking not built yet/.test(e.message));
@@ -23,8 +38,20 @@ test('secret placeholder, refused host, audit event', async (t) => {
     return;
   }
   try {
-    const seen = await sb.sh`printf %s "$API_KEY"`.text();
-    assert.ok(seen.length > 0 && !seen.includes(REAL_KEY));
+    const placeholder = await sb.sh`printf %s "$API_KEY"`.text();
+    assert.ok(placeholder.length > 0 && !placeholder.includes(REAL_KEY));
+
+    const ok = await sb.sh`wget -q -O - --header "Authorization: Bearer $API_KEY" ${`http://${host}/ok`} 2>&1; echo " exit=$?"`.text();
+    assert.ok(ok.includes('upstream ok') && ok.includes('exit=0'), ok);
+    const last = seen.at(-1);
+    assert.equal(last.url, '/ok');
+    assert.equal(last.headers.authorization, `Bearer ${REAL_KEY}`);
+    assert.equal(last.headers['x-hooked'], 'yes');
+    const n = seen.length;
+    const blocked = await sb.sh`wget -q -O - ${`http://${host}/blocked`} 2>&1; echo " exit=$?"`.text();
+    assert.ok(blocked.includes('451') && !blocked.includes('exit=0'), blocked);
+    assert.equal(seen.length, n);
+
     const out = await sb.sh`wget -q -O /dev/null http://example.org/ 2>&1; echo " exit=$?"`.text();
     assert.ok(out.includes('403') && !out.includes('exit=0'), out);
     for (let i = 0; i < 200 && !events.some((e) => e.host === 'example.org'); i++) {
