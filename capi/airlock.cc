@@ -144,8 +144,8 @@ int read_struct(const T* in, T* out, const char* what) {
   const unsigned char* bytes = reinterpret_cast<const unsigned char*>(in);
   for (size_t i = sizeof(T); i < size; ++i) {
     if (bytes[i] != 0)
-      return fail(Errc::invalid_argument, std::string(what) +
-                                              " sets fields this library version does not know");
+      return fail(Errc::invalid_argument,
+                  std::string(what) + " sets fields this library version does not know");
   }
   std::memcpy(out, in, sizeof(T));
   return AIRLOCK_OK;
@@ -376,8 +376,12 @@ int apply_network(O& o, const airlock_sandbox_options& c, airlock_sandbox* handl
   bool wants_secrets = c.secrets_count > 0;
   bool wants_audit = c.on_audit != nullptr;
   bool wants_hook = c.request_hook != nullptr;
-  constexpr bool has_net = requires { o.allow_net; };
-  constexpr bool has_secrets = requires { o.secrets; };
+  constexpr bool has_net = requires {
+    o.allow_net;
+  };
+  constexpr bool has_secrets = requires {
+    o.secrets;
+  };
   if ((wants_net && !has_net) || (wants_secrets && !has_secrets))
     return fail(Errc::unavailable, "networking not built yet");
 
@@ -458,9 +462,13 @@ int apply_network(O& o, const airlock_sandbox_options& c, airlock_sandbox* handl
 
 extern "C" {
 
-const char* airlock_version(void) { return AIRLOCK_VERSION_STRING; }
+const char* airlock_version(void) {
+  return AIRLOCK_VERSION_STRING;
+}
 
-int airlock_abi_version(void) { return AIRLOCK_ABI_VERSION; }
+int airlock_abi_version(void) {
+  return AIRLOCK_ABI_VERSION;
+}
 
 const char* airlock_last_error(void) {
   try {
@@ -476,7 +484,9 @@ const char* airlock_status_name(int status) {
   return airlock::errc_name(static_cast<Errc>(-status));
 }
 
-void airlock_free(void* ptr) { std::free(ptr); }
+void airlock_free(void* ptr) {
+  std::free(ptr);
+}
 
 void airlock_sandbox_options_init(airlock_sandbox_options* o) {
   if (o == nullptr) return;
@@ -683,8 +693,8 @@ int run_exec(airlock_sandbox* sandbox, std::vector<std::string> argv,
   if (!p.ok()) return fail(p.status());
   auto& proc = *p.value();
   auto left = [&] {
-    return std::max(Millis(1), std::chrono::duration_cast<Millis>(
-                                   deadline - std::chrono::steady_clock::now()));
+    return std::max(
+        Millis(1), std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now()));
   };
   if (!stdin_data.empty()) {
     Status st = proc.write_stdin(stdin_data, left());

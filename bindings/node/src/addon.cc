@@ -32,46 +32,46 @@ namespace {
 // (OpenSSL) libcrypto symbols, which would otherwise be bound in place of BoringSSL's inside
 // libairlock's dependencies and crash. These pointers shadow the header's functions in this
 // namespace, so the code below reads like plain C ABI calls.
-#define AIRLOCK_FUNCTIONS(X) \
-  X(airlock_abi_version) \
-  X(airlock_env_get) \
-  X(airlock_env_list) \
-  X(airlock_env_set) \
-  X(airlock_env_unset) \
-  X(airlock_exec_options_init) \
-  X(airlock_exec_result_free) \
-  X(airlock_exec_result_init) \
-  X(airlock_file_stat_init) \
-  X(airlock_free) \
-  X(airlock_fs_download) \
-  X(airlock_fs_mkdir) \
-  X(airlock_fs_read) \
-  X(airlock_fs_remove) \
-  X(airlock_fs_stat) \
-  X(airlock_fs_upload) \
-  X(airlock_fs_write) \
-  X(airlock_hook_deny) \
-  X(airlock_hook_set_header) \
-  X(airlock_hook_remove_header) \
-  X(airlock_last_error) \
-  X(airlock_process_close_stdin) \
-  X(airlock_process_destroy) \
-  X(airlock_process_kill) \
-  X(airlock_process_pid) \
-  X(airlock_process_wait) \
-  X(airlock_process_write_stdin) \
-  X(airlock_sandbox_close) \
-  X(airlock_sandbox_console) \
-  X(airlock_sandbox_create) \
-  X(airlock_sandbox_destroy) \
-  X(airlock_sandbox_exec) \
+#define AIRLOCK_FUNCTIONS(X)      \
+  X(airlock_abi_version)          \
+  X(airlock_env_get)              \
+  X(airlock_env_list)             \
+  X(airlock_env_set)              \
+  X(airlock_env_unset)            \
+  X(airlock_exec_options_init)    \
+  X(airlock_exec_result_free)     \
+  X(airlock_exec_result_init)     \
+  X(airlock_file_stat_init)       \
+  X(airlock_free)                 \
+  X(airlock_fs_download)          \
+  X(airlock_fs_mkdir)             \
+  X(airlock_fs_read)              \
+  X(airlock_fs_remove)            \
+  X(airlock_fs_stat)              \
+  X(airlock_fs_upload)            \
+  X(airlock_fs_write)             \
+  X(airlock_hook_deny)            \
+  X(airlock_hook_set_header)      \
+  X(airlock_hook_remove_header)   \
+  X(airlock_last_error)           \
+  X(airlock_process_close_stdin)  \
+  X(airlock_process_destroy)      \
+  X(airlock_process_kill)         \
+  X(airlock_process_pid)          \
+  X(airlock_process_wait)         \
+  X(airlock_process_write_stdin)  \
+  X(airlock_sandbox_close)        \
+  X(airlock_sandbox_console)      \
+  X(airlock_sandbox_create)       \
+  X(airlock_sandbox_destroy)      \
+  X(airlock_sandbox_exec)         \
   X(airlock_sandbox_options_init) \
-  X(airlock_sandbox_ping) \
-  X(airlock_sandbox_sh) \
-  X(airlock_sandbox_spawn) \
-  X(airlock_sandbox_status) \
-  X(airlock_spawn_options_init) \
-  X(airlock_status_name) \
+  X(airlock_sandbox_ping)         \
+  X(airlock_sandbox_sh)           \
+  X(airlock_sandbox_spawn)        \
+  X(airlock_sandbox_status)       \
+  X(airlock_spawn_options_init)   \
+  X(airlock_status_name)          \
   X(airlock_version)
 #define AIRLOCK_DECLARE(name) decltype(&::name) name = nullptr;
 AIRLOCK_FUNCTIONS(AIRLOCK_DECLARE)
@@ -97,9 +97,9 @@ std::string load_library() {
       errors += path + ": " + (e ? e : "dlopen failed") + "; ";
       continue;
     }
-#define AIRLOCK_LOAD(name)                                           \
-    name = reinterpret_cast<decltype(name)>(dlsym(h, #name));        \
-    if (name == nullptr) return path + ": missing symbol " #name;
+#define AIRLOCK_LOAD(name)                                  \
+  name = reinterpret_cast<decltype(name)>(dlsym(h, #name)); \
+  if (name == nullptr) return path + ": missing symbol " #name;
     AIRLOCK_FUNCTIONS(AIRLOCK_LOAD)
     if (airlock_abi_version() != AIRLOCK_ABI_VERSION)
       return path + ": ABI version " + std::to_string(airlock_abi_version()) + ", expected " +
@@ -109,9 +109,9 @@ std::string load_library() {
   return "cannot load libairlock (set AIRLOCK_LIBRARY): " + errors;
 }
 
-#define NAPI_OK(call)                                          \
-  do {                                                         \
-    if ((call) != napi_ok) return throw_napi(env, #call);      \
+#define NAPI_OK(call)                                     \
+  do {                                                    \
+    if ((call) != napi_ok) return throw_napi(env, #call); \
   } while (0)
 
 napi_value throw_napi(napi_env env, const char* what) {
@@ -201,11 +201,9 @@ bool get_bytes(napi_env env, napi_value v, std::string* out) {
     size_t length, offset;
     void* data;
     napi_value ab;
-    if (napi_get_typedarray_info(env, v, &t, &length, &data, &ab, &offset) != napi_ok)
-      return false;
-    size_t elem = (t == napi_uint8_array || t == napi_int8_array || t == napi_uint8_clamped_array)
-                      ? 1
-                      : 0;
+    if (napi_get_typedarray_info(env, v, &t, &length, &data, &ab, &offset) != napi_ok) return false;
+    size_t elem =
+        (t == napi_uint8_array || t == napi_int8_array || t == napi_uint8_clamped_array) ? 1 : 0;
     if (elem == 0) return false;
     out->assign(static_cast<const char*>(data), length);
     return true;
@@ -386,9 +384,8 @@ void stream_finalize(napi_env env, void* data, void*) {
   delete s;
 }
 
-Stream* make_stream(napi_env env, napi_value on_stdout, napi_value on_stderr,
-                    napi_value on_console, napi_value on_audit = nullptr,
-                    napi_value on_hook = nullptr) {
+Stream* make_stream(napi_env env, napi_value on_stdout, napi_value on_stderr, napi_value on_console,
+                    napi_value on_audit = nullptr, napi_value on_hook = nullptr) {
   auto* s = new Stream();
   if (on_hook) napi_create_reference(env, on_hook, 1, &s->on_hook);
   if (on_audit) napi_create_reference(env, on_audit, 1, &s->on_audit);
@@ -422,9 +419,12 @@ void on_console(const char* data, size_t len, void* user) {
 void on_audit(const airlock_audit_event* e, void* user) {
   auto* item = new Item{Item::audit, {}, nullptr};
   auto str = [](const char* p) { return std::string(p ? p : ""); };
-  item->strings = {{"client", str(e->client)}, {"method", str(e->method)},
-                   {"scheme", str(e->scheme)}, {"host", str(e->host)},
-                   {"path", str(e->path)},     {"reason", str(e->reason)},
+  item->strings = {{"client", str(e->client)},
+                   {"method", str(e->method)},
+                   {"scheme", str(e->scheme)},
+                   {"host", str(e->host)},
+                   {"path", str(e->path)},
+                   {"reason", str(e->reason)},
                    {"decision", e->decision == AIRLOCK_DECISION_ALLOWED  ? "allowed"
                                 : e->decision == AIRLOCK_DECISION_DENIED ? "denied"
                                                                          : "error"}};
@@ -450,7 +450,9 @@ void call_hook(napi_env env, Stream* s, HookCall& h) {
   napi_value req, v, fn, global, answer;
   napi_create_object(env, &req);
   for (auto [k, val] : {std::pair<const char*, std::string*>{"method", &h.method},
-                        {"scheme", &h.scheme}, {"host", &h.host}, {"target", &h.target}}) {
+                        {"scheme", &h.scheme},
+                        {"host", &h.host},
+                        {"target", &h.target}}) {
     napi_create_string_utf8(env, val->data(), val->size(), &v);
     napi_set_named_property(env, req, k, v);
   }
@@ -625,8 +627,8 @@ napi_value start(napi_env env, std::unique_ptr<Job> job, const char* name) {
   if (job->stream) job->owners = 2;
   NAPI_OK(napi_create_promise(env, &job->deferred, &promise));
   napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resource_name);
-  NAPI_OK(napi_create_async_work(env, nullptr, resource_name, job_execute, job_complete,
-                                 job.get(), &job->work));
+  NAPI_OK(napi_create_async_work(env, nullptr, resource_name, job_execute, job_complete, job.get(),
+                                 &job->work));
   NAPI_OK(napi_queue_async_work(env, job->work));
   job.release();
   return promise;
@@ -644,9 +646,11 @@ napi_value exec_result_js(napi_env env, Job& job) {
   napi_get_boolean(env, job.result.timed_out != 0, &v);
   napi_set_named_property(env, obj, "timedOut", v);
   void* copy;
-  napi_create_buffer_copy(env, job.result.stdout_len, job.result.stdout_data ? job.result.stdout_data : "", &copy, &v);
+  napi_create_buffer_copy(env, job.result.stdout_len,
+                          job.result.stdout_data ? job.result.stdout_data : "", &copy, &v);
   napi_set_named_property(env, obj, "stdout", v);
-  napi_create_buffer_copy(env, job.result.stderr_len, job.result.stderr_data ? job.result.stderr_data : "", &copy, &v);
+  napi_create_buffer_copy(env, job.result.stderr_len,
+                          job.result.stderr_data ? job.result.stderr_data : "", &copy, &v);
   napi_set_named_property(env, obj, "stderr", v);
   return obj;
 }
@@ -770,8 +774,9 @@ napi_value Create(napi_env env, napi_callback_info info) {
       napi_get_element(env, sec, i, &e);
       CreateInputs::Secret s;
       bool p1 = false, p2 = false;
-      if (!opt_string(env, e, "name", &s.name, &p1) || !opt_string(env, e, "value", &s.value, &p2) ||
-          !p1 || !p2 || !string_array(env, prop(env, e, "hosts"), &s.hosts))
+      if (!opt_string(env, e, "name", &s.name, &p1) ||
+          !opt_string(env, e, "value", &s.value, &p2) || !p1 || !p2 ||
+          !string_array(env, prop(env, e, "hosts"), &s.hosts))
         return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT,
                              "each secret needs a name, a value and hosts");
       in->secrets.push_back(std::move(s));
@@ -795,8 +800,8 @@ napi_value Create(napi_env env, napi_callback_info info) {
     std::vector<airlock_secret> secrets;
     for (size_t i = 0; i < in->secrets.size(); ++i) {
       for (auto& h : in->secrets[i].hosts) hosts[i].push_back(h.c_str());
-      secrets.push_back({in->secrets[i].name.c_str(), in->secrets[i].value.c_str(),
-                         hosts[i].data(), hosts[i].size()});
+      secrets.push_back({in->secrets[i].name.c_str(), in->secrets[i].value.c_str(), hosts[i].data(),
+                         hosts[i].size()});
     }
     std::vector<airlock_env_var> overrides;
     for (auto& [k, v] : in->resolve_override) overrides.push_back({k.c_str(), v.c_str()});
@@ -918,8 +923,12 @@ napi_value run_command(napi_env env, napi_callback_info info, bool shell) {
   return start(env, std::move(job), shell ? "airlock.sh" : "airlock.exec");
 }
 
-napi_value Sh(napi_env env, napi_callback_info info) { return run_command(env, info, true); }
-napi_value Exec(napi_env env, napi_callback_info info) { return run_command(env, info, false); }
+napi_value Sh(napi_env env, napi_callback_info info) {
+  return run_command(env, info, true);
+}
+napi_value Exec(napi_env env, napi_callback_info info) {
+  return run_command(env, info, false);
+}
 
 // ---- spawn and processes ----
 
@@ -1220,7 +1229,8 @@ napi_value Fs(napi_env env, napi_callback_info info) {
     if (a[4]) napi_get_value_double(env, a[4], &num);
     bool up = op == "upload";
     return sandbox_job(env, a[1], "airlock.fs", [s1, s2, num, up](airlock_sandbox* sb, Job&) {
-      return up ? airlock_fs_upload(sb, s1->c_str(), s2->c_str(), num >= 0 ? static_cast<int>(num) : -1)
+      return up ? airlock_fs_upload(sb, s1->c_str(), s2->c_str(),
+                                    num >= 0 ? static_cast<int>(num) : -1)
                 : airlock_fs_download(sb, s1->c_str(), s2->c_str());
     });
   }
@@ -1279,8 +1289,10 @@ napi_value Env(napi_env env, napi_callback_info info) {
         },
         [](napi_env env, Job& j) {
           napi_value v;
-          if (!j.has_bytes) napi_get_null(env, &v);
-          else napi_create_string_utf8(env, j.bytes.data(), j.bytes.size(), &v);
+          if (!j.has_bytes)
+            napi_get_null(env, &v);
+          else
+            napi_create_string_utf8(env, j.bytes.data(), j.bytes.size(), &v);
           return v;
         });
   }
@@ -1346,15 +1358,24 @@ napi_value Init(napi_env env, napi_value exports) {
     const char* name;
     napi_callback fn;
   } fns[] = {
-      {"create", Create},       {"sh", Sh},
-      {"exec", Exec},           {"spawn", Spawn},
-      {"pid", ProcessPid},      {"write", ProcessWrite},
-      {"closeStdin", ProcessCloseStdin}, {"kill", ProcessKill},
-      {"wait", ProcessWait},    {"destroyProcess", ProcessDestroy},
-      {"close", Close},         {"destroy", Destroy},
-      {"ping", Ping},           {"status", Status},
-      {"console", Console},     {"fs", Fs},
-      {"env", Env},             {"versions", Versions},
+      {"create", Create},
+      {"sh", Sh},
+      {"exec", Exec},
+      {"spawn", Spawn},
+      {"pid", ProcessPid},
+      {"write", ProcessWrite},
+      {"closeStdin", ProcessCloseStdin},
+      {"kill", ProcessKill},
+      {"wait", ProcessWait},
+      {"destroyProcess", ProcessDestroy},
+      {"close", Close},
+      {"destroy", Destroy},
+      {"ping", Ping},
+      {"status", Status},
+      {"console", Console},
+      {"fs", Fs},
+      {"env", Env},
+      {"versions", Versions},
   };
   for (const auto& f : fns) {
     napi_value v;
