@@ -85,7 +85,7 @@ const char* kGuestScript[] = {
 
 }  // namespace
 
-TEST_CASE("blk: Linux mounts, reads and writes a volume; read-only and past-end writes fail") {
+TEST_CASE("blk: Linux mounts, reads and writes a volume, read-only and past-end writes fail") {
   auto kernel = vmm::default_kernel_path();
   auto initramfs = vmm::default_initramfs_path();
   REQUIRE_MESSAGE(kernel.ok(), kernel.status().to_string());
