@@ -40,7 +40,7 @@ TEST_CASE("hook sees method, host and target, and may add and remove headers") {
   CHECK(seen[0].target == "/echo?a=b");
 }
 
-TEST_CASE("hook deny answers with the hook's status and message; nothing goes upstream") {
+TEST_CASE("hook deny answers with the hook's status and message, nothing goes upstream") {
   ProxyOptions o;
   o.allow_net = {"api.example.test"};
   o.hook = [](const HookRequest& r) {

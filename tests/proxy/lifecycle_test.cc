@@ -81,7 +81,7 @@ TEST_CASE("a listening socket can be handed over as an fd") {
   CHECK(status_of(r) == 200);
 }
 
-TEST_CASE("hop-by-hop and proxy headers are not forwarded; stats count requests per host") {
+TEST_CASE("hop-by-hop and proxy headers are not forwarded, stats count requests per host") {
   ProxyOptions o;
   o.allow_net = {"api.example.test"};
   ProxyFixture f(std::move(o), false);
@@ -124,7 +124,7 @@ TEST_CASE("a bad option is an error value, not an exception or a crash") {
   CHECK_FALSE(Proxy::start(bad_ca).ok());
 }
 
-TEST_CASE("connections over max_connections are refused at once; others keep working") {
+TEST_CASE("connections over max_connections are refused at once, others keep working") {
   ProxyOptions o;
   o.allow_net = {"api.example.test"};
   o.limits.max_connections = 2;

@@ -89,7 +89,7 @@ struct LocalAgent {
 
 }  // namespace
 
-TEST_CASE("client: hello names the agent; ping echoes") {
+TEST_CASE("client: hello names the agent, ping echoes") {
   LocalAgent a;
   CHECK(a.client->agent_description().find("airlock-guest-agent") != std::string::npos);
   auto pong = a.client->ping("hello there", 2000ms);
@@ -114,7 +114,7 @@ TEST_CASE("client: exit codes, separate stdout and stderr, missing commands, cwd
   CHECK(env.out == a.tmp + "\nhi there\n");
 }
 
-TEST_CASE("client: signals reach the process group; timeouts kill it") {
+TEST_CASE("client: signals reach the process group, timeouts kill it") {
   LocalAgent a;
   ExecSpec spec;
   spec.argv = {"/bin/sleep", "30"};
@@ -168,7 +168,7 @@ TEST_CASE("client: output callbacks see every byte in order") {
   CHECK((*e)->take_stdout().empty());
 }
 
-TEST_CASE("client: files round-trip in chunks with their mode; mkdir, stat, remove") {
+TEST_CASE("client: files round-trip in chunks with their mode, mkdir, stat, remove") {
   LocalAgent a;
   std::string content(3 * 1024 * 1024 + 5, '\0');
   for (size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 131 % 251);
@@ -316,7 +316,7 @@ TEST_CASE("client: a peer sending host-only operations or a wrong version is ref
   }
 }
 
-TEST_CASE("client: a guest process flooding the agent's connection is dropped; the agent goes on") {
+TEST_CASE("client: a guest process flooding the agent's connection is dropped, the agent goes on") {
   LocalAgent a;
   std::string bin = agent_binary();
   ExecSpec spec;

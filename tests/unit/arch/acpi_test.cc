@@ -38,7 +38,7 @@ TEST_CASE("AML package lengths use 1 to 3 bytes and count themselves") {
   CHECK(decoded == 5003);
 }
 
-TEST_CASE("MADT lists every vCPU, the IOAPIC and LINT1 NMI; checksum is valid") {
+TEST_CASE("MADT lists every vCPU, the IOAPIC and LINT1 NMI, checksum is valid") {
   auto t = build_madt(4);
   CHECK(std::string(t.begin(), t.begin() + 4) == "APIC");
   CHECK(u32(t, 4) == t.size());

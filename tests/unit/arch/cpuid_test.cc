@@ -64,7 +64,7 @@ TEST_CASE("each vCPU gets its own APIC id in leaf 1 and the topology leaves") {
   }
 }
 
-TEST_CASE("cache leaves count the vCPUs as cores; L3 is shared, L1 private") {
+TEST_CASE("cache leaves count the vCPUs as cores, L3 is shared, L1 private") {
   auto c = normalize_cpuid(supported(), {0, 4, false});
   auto* l1d = find_cpuid(c, 4, 0);
   auto* l3 = find_cpuid(c, 4, 3);

@@ -246,7 +246,7 @@ TEST_CASE("net: mergeable receive buffers span a frame over several chains") {
   CHECK(f.guest_read(kRxBuf + 0x30000, 12)[10] == 1);
 }
 
-TEST_CASE("net: with no receive buffers the backend is not drained; frames wait, none lost") {
+TEST_CASE("net: with no receive buffers the backend is not drained, frames wait, none lost") {
   NetFixture f(kBasic);
   // Fill the socket until it refuses: the device must not be reading it.
   int sent = 0;

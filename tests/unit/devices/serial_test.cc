@@ -18,7 +18,7 @@ struct Harness {
 constexpr uint16_t THR = 0, IER = 1, IIR = 2, LCR = 3, MCR = 4, LSR = 5, MSR = 6, SCR = 7;
 }  // namespace
 
-TEST_CASE("transmitted bytes reach the output at once; LSR always shows THR empty") {
+TEST_CASE("transmitted bytes reach the output at once, LSR always shows THR empty") {
   Harness h;
   for (char c : std::string("hi\n")) h.uart.write(THR, static_cast<uint8_t>(c));
   CHECK(h.out == "hi\n");
@@ -88,7 +88,7 @@ TEST_CASE("console input is bounded") {
   CHECK(h.uart.push_input("more") == 0);
 }
 
-TEST_CASE("FIFO enable shows in IIR; FCR can clear the receiver") {
+TEST_CASE("FIFO enable shows in IIR, FCR can clear the receiver") {
   Harness h;
   h.uart.write(IIR, 0x01);  // FCR: enable FIFO
   CHECK((h.uart.read(IIR) & 0xc0) == 0xc0);

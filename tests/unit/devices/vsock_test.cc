@@ -252,7 +252,7 @@ TEST_CASE("a stalled guest makes host writes time out instead of buffering witho
   CHECK(!g.recv(50ms).has_value());
 }
 
-TEST_CASE("the host reading sends CREDIT_UPDATE; CREDIT_REQUEST is answered") {
+TEST_CASE("the host reading sends CREDIT_UPDATE, CREDIT_REQUEST is answered") {
   Guest g;
   auto l = g.dev->listen(1024);
   REQUIRE(l.ok());
@@ -317,7 +317,7 @@ TEST_CASE("host connect: RESPONSE establishes, RST refuses, silence times out") 
   g.expect(VIRTIO_VSOCK_OP_RST);  // the abandoned attempt is reset
 }
 
-TEST_CASE("guest shutdown: buffered data stays readable, then end of stream; RST answers") {
+TEST_CASE("guest shutdown: buffered data stays readable, then end of stream, RST answers") {
   Guest g;
   auto l = g.dev->listen(1024);
   REQUIRE(l.ok());
@@ -338,7 +338,7 @@ TEST_CASE("guest shutdown: buffered data stays readable, then end of stream; RST
   CHECK(s->write("x", 100ms).code() == Errc::closed);
 }
 
-TEST_CASE("host shutdown_write sends SHUTDOWN after queued data; close sends RST") {
+TEST_CASE("host shutdown_write sends SHUTDOWN after queued data, close sends RST") {
   Guest g;
   auto l = g.dev->listen(1024);
   REQUIRE(l.ok());

@@ -107,7 +107,7 @@ TEST_CASE("store: a volume attached read-write cannot be deleted or snapshotted"
   CHECK(f.store.delete_volume("data").ok());
 }
 
-TEST_CASE("store: a snapshot is a read-only copy; a new volume starts from it") {
+TEST_CASE("store: a snapshot is a read-only copy, a new volume starts from it") {
   StoreFixture f;
   auto v = f.store.create_volume("data", kVolumeSize);
   REQUIRE(v.ok());

@@ -64,7 +64,7 @@ TEST_CASE("hostile I/O exits: bad size, zero count, data outside kvm_run") {
   CHECK(decode_exit(r, RunArea::kSize).kind == K::error);
 }
 
-TEST_CASE("MMIO exits decode address, length and direction; bad lengths are errors") {
+TEST_CASE("MMIO exits decode address, length and direction, bad lengths are errors") {
   auto area = std::make_unique<RunArea>();
   kvm_run* r = area->run();
   r->exit_reason = KVM_EXIT_MMIO;
