@@ -77,7 +77,7 @@ run_ctest net "$BUILD_DIR" net
 
 if [ "${SKIP_KVM:-0}" != 1 ]; then
   # KVM tests run one at a time: each boots VMs and the nested runner has 2 vCPUs.
-  JOBS=1 run_ctest kvm "$BUILD_DIR" kvm "$ROOT/scripts/kvm-run" --timeout 2700 --
+  JOBS=1 run_ctest kvm "$BUILD_DIR" kvm "$ROOT/scripts/kvm-run" --timeout 2700 --smp 4 --mem 8192 --
 fi
 
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
