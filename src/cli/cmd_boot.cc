@@ -21,6 +21,8 @@
 #include "vmm/defaults.h"
 #include "vmm/machine.h"
 
+#include "cli/util.h"
+
 namespace airlock::cli {
 
 namespace {
@@ -38,26 +40,6 @@ void boot_usage(FILE* out) {
                "  --rng        attach a virtio-rng device (guest /dev/hwrng)\n"
                "  --verbose    do not pass 'quiet' to the kernel\n"
                "  --debug      airlock debug logging on stderr\n");
-}
-
-bool parse_uint(const char* s, unsigned long long& out) {
-  if (!s || !*s) return false;
-  char* end = nullptr;
-  errno = 0;
-  out = std::strtoull(s, &end, 10);
-  return errno == 0 && end && *end == 0;
-}
-
-void write_all(int fd, const char* p, size_t n) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
 }
 
 bool stdin_forwardable() {
@@ -122,7 +104,7 @@ int cmd_boot(int argc, char** argv) {
       return std::fprintf(stderr, "airlock boot: %s\n", r.status().to_string().c_str()), 1;
     config.initramfs_path = *r;
   }
-  config.on_console = [](std::string_view bytes) { write_all(1, bytes.data(), bytes.size()); };
+  config.on_console = [](std::string_view bytes) { write_all(1, bytes); };
 
   // SIGINT/SIGTERM stop the guest; handled synchronously by a watcher thread.
   sigset_t stop_signals;

@@ -16,6 +16,8 @@
 #include "airlock/sandbox.hpp"
 #include "cli/commands.h"
 
+#include "cli/util.h"
+
 namespace airlock::cli {
 
 namespace {
@@ -40,23 +42,6 @@ void run_usage(FILE* out) {
       "                     to those hosts only\n"
       "  --resolve HOST=IP  upstream name override for the proxy (tests, local upstreams)\n"
       "  --extra-ca FILE    also trust FILE's CAs for upstream TLS\n");
-}
-
-bool parse_uint(const char* s, unsigned long long& out) {
-  if (!s || !*s) return false;
-  char* end = nullptr;
-  errno = 0;
-  out = std::strtoull(s, &end, 10);
-  return errno == 0 && end && *end == 0;
-}
-
-void write_all(int fd, const std::string& s) {
-  size_t off = 0;
-  while (off < s.size()) {
-    ssize_t n = ::write(fd, s.data() + off, s.size() - off);
-    if (n <= 0) return;
-    off += static_cast<size_t>(n);
-  }
 }
 
 }  // namespace
@@ -159,8 +144,8 @@ int cmd_run(int argc, char** argv) {
   SpawnOptions spawn;
   spawn.env = exec.env;
   spawn.timeout = exec.timeout;
-  spawn.on_stdout = [](std::string_view d) { write_all(1, std::string(d)); };
-  spawn.on_stderr = [](std::string_view d) { write_all(2, std::string(d)); };
+  spawn.on_stdout = [](std::string_view d) { write_all(1, d); };
+  spawn.on_stderr = [](std::string_view d) { write_all(2, d); };
   auto p = (*sb)->spawn(command, std::move(spawn));
   Result<ExecResult> r = p.ok() ? Result<ExecResult>(ExecResult{}) : Result<ExecResult>(p.status());
   if (p.ok()) {
