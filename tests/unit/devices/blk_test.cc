@@ -163,6 +163,10 @@ TEST_CASE("blk: reads sectors into guest memory") {
   CHECK(f.guest_data(1024) ==
         std::vector<uint8_t>(expected.begin() + 3 * 512, expected.begin() + 5 * 512));
   CHECK(f.blk->stats().bytes_read == 1024);
+  // The worker publishes the used ring first and raises the interrupt right after.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (f.interrupts.load() < 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
   CHECK(f.interrupts.load() >= 1);
 }
 
