@@ -59,6 +59,18 @@ struct SandboxOptions {
   // anchors, as in ProxyOptions; mostly for tests with local upstreams.
   std::map<std::string, std::string> resolve_override;
   std::vector<std::string> extra_ca_files;
+
+  // --- network: caller's tap ---
+  // -1: airlock makes a network namespace and a tap itself (needs root: CAP_SYS_ADMIN and
+  // CAP_NET_ADMIN). Otherwise a tap fd the caller opened (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR),
+  // e.g. from a privileged helper: create() needs no privilege then, dup()s the fd (the caller
+  // keeps and closes its own), and binds the proxy and DNS to 10.213.0.1 in the namespace of the
+  // thread calling create(), where the helper must have put the tap's host side (10.213.0.1/30,
+  // up); binding ports 443, 80 and 53 there needs CAP_NET_BIND_SERVICE or the namespace's
+  // net.ipv4.ip_unprivileged_port_start at 0. That namespace's forwarding, firewall, IPv6 and
+  // other listeners are then the caller's responsibility: airlock's egress guarantees hold only
+  // as far as that setup is sealed (README "Privileges"). Needs allow_net.
+  int tap_fd = -1;
 };
 
 struct ExecOptions {

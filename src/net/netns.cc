@@ -33,7 +33,7 @@ Status privilege_error(int err, const char* what) {
                 std::string(what) +
                     ": operation not permitted; a per-sandbox network namespace needs "
                     "CAP_SYS_ADMIN and CAP_NET_ADMIN (run as root), or pass a tap fd opened by a "
-                    "privileged helper (NetworkConfig::tap_fd)");
+                    "privileged helper (SandboxOptions::tap_fd)");
   return st;
 }
 

@@ -55,6 +55,11 @@ Result<UniqueFd> bound_socket(int type, in_addr addr, uint16_t port, int backlog
     if (err == EADDRNOTAVAIL)
       return Status(Errc::invalid_argument,
                     "bind " + where + ": address not configured on the tap's host side");
+    if (err == EACCES && port < 1024)
+      return Status(Errc::permission_denied,
+                    "bind " + where +
+                        ": permission denied; ports below 1024 need CAP_NET_BIND_SERVICE, or "
+                        "net.ipv4.ip_unprivileged_port_start lowered in the tap's namespace");
     return errno_status(err, "bind " + where);
   }
   if (type == SOCK_STREAM && ::listen(fd.get(), backlog) != 0)

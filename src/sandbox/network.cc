@@ -2,6 +2,8 @@
 // configures the guest through the agent (busybox `ip`, files, the default environment).
 #include "sandbox/network.h"
 
+#include <fcntl.h>
+
 #include <utility>
 
 #include "base/log.h"
@@ -41,14 +43,22 @@ GuestNetwork::~GuestNetwork() {
 Result<std::unique_ptr<GuestNetwork>> GuestNetwork::create(const SandboxOptions& options) {
   if (options.allow_net.empty())
     return Status(Errc::invalid_argument,
-                  "secrets need allow_net (the guest has no network without it)");
+                  options.tap_fd >= 0
+                      ? "tap_fd needs allow_net (the guest has no network without it)"
+                      : "secrets need allow_net (the guest has no network without it)");
   for (const auto& s : options.secrets) {
     if (!valid_env_name(s.name))
       return Status(Errc::invalid_argument,
                     "secret name '" + s.name + "' is not a valid environment variable name");
   }
+  net::NetworkConfig config;
+  if (options.tap_fd >= 0) {
+    // The caller keeps its fd; the network owns (and closes) this copy.
+    config.tap_fd = ::fcntl(options.tap_fd, F_DUPFD_CLOEXEC, 0);
+    if (config.tap_fd < 0) return errno_status("SandboxOptions::tap_fd: cannot duplicate the fd");
+  }
   std::unique_ptr<GuestNetwork> g(new GuestNetwork());
-  AIRLOCK_ASSIGN_OR_RETURN(g->network_, net::SandboxNetwork::create({}));
+  AIRLOCK_ASSIGN_OR_RETURN(g->network_, net::SandboxNetwork::create(std::move(config)));
   const net::NetworkConfig& nc = g->network_->config();
   g->host_address_ = nc.host_address;
   g->guest_address_ = nc.guest_address;

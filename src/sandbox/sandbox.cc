@@ -197,7 +197,7 @@ Status SandboxImpl::boot(SandboxOptions options) {
   AIRLOCK_ASSIGN_OR_RETURN(int slot, machine_->add_virtio_device(vsock_));
   (void)slot;
   // After the machine (so a bad kernel path is reported first), before it starts.
-  if (!options.allow_net.empty() || !options.secrets.empty()) {
+  if (!options.allow_net.empty() || !options.secrets.empty() || options.tap_fd >= 0) {
     AIRLOCK_ASSIGN_OR_RETURN(network_, sandbox::GuestNetwork::create(options));
     AIRLOCK_RETURN_IF_ERROR(machine_->add_virtio_device(network_->device()).status());
   }
