@@ -176,6 +176,8 @@ struct Machine::Impl {
   std::atomic<bool> stop_requested{false};
   std::vector<std::thread> vcpu_threads;
   std::vector<pthread_t> vcpu_handles;
+  // CPU time of each vCPU thread, recorded (under mu) as it ends; until then its clock is read.
+  std::vector<std::optional<uint64_t>> vcpu_final_cpu_ns;
   std::thread event_thread;
   UniqueFd stop_fd;
   std::mutex join_mu;
@@ -586,8 +588,17 @@ Status Machine::start() {
     std::lock_guard lock(m.mu);
     m.vcpu_threads.reserve(m.vcpus.size());  // so only thread creation itself can throw
     m.vcpu_handles.reserve(m.vcpus.size());
+    m.vcpu_final_cpu_ns.assign(m.vcpus.size(), std::nullopt);
     for (size_t i = 0; i < m.vcpus.size(); ++i) {
-      m.vcpu_threads.emplace_back([&m, i] { m.run_vcpu(i); });
+      m.vcpu_threads.emplace_back([&m, i] {
+        m.run_vcpu(i);
+        // Record this thread's CPU time while it still exists (its clock dies with it).
+        struct timespec ts {};
+        ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        std::lock_guard lock(m.mu);
+        m.vcpu_final_cpu_ns[i] = static_cast<uint64_t>(ts.tv_sec) * 1000000000u +
+                                 static_cast<uint64_t>(ts.tv_nsec);
+      });
       m.vcpu_handles.push_back(m.vcpu_threads.back().native_handle());
     }
   } catch (const std::exception& e) {
@@ -658,6 +669,26 @@ std::string Machine::cmdline() const {
 
 unsigned Machine::vcpu_count() const {
   return impl_->config.vcpus;
+}
+
+std::chrono::nanoseconds Machine::vcpu_cpu_time() const {
+  Impl& m = *impl_;
+  // Under mu a running vCPU thread cannot finish its lambda, so it is not joined yet and its
+  // handle (hence its CPU clock) stays valid while we read it.
+  std::lock_guard lock(m.mu);
+  uint64_t total = 0;
+  for (size_t i = 0; i < m.vcpu_final_cpu_ns.size() && i < m.vcpu_threads.size(); ++i) {
+    if (m.vcpu_final_cpu_ns[i]) {
+      total += *m.vcpu_final_cpu_ns[i];
+      continue;
+    }
+    clockid_t clock;
+    struct timespec ts {};
+    if (::pthread_getcpuclockid(m.vcpu_threads[i].native_handle(), &clock) == 0 &&
+        ::clock_gettime(clock, &ts) == 0)
+      total += static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+  }
+  return std::chrono::nanoseconds(total);
 }
 
 }  // namespace airlock::vmm

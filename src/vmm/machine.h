@@ -93,6 +93,8 @@ class Machine {
   // The full kernel command line (final after start()).
   std::string cmdline() const;
   unsigned vcpu_count() const;
+  // CPU time the vCPU threads used so far (also after they ended); zero before start().
+  std::chrono::nanoseconds vcpu_cpu_time() const;
 
   static int kick_signal();
 
