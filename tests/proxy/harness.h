@@ -200,7 +200,9 @@ class Upstream {
     close(out_pipe[1]);
     std::string line;
     pollfd pfd{out_pipe[0], POLLIN, 0};
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    // Python's start-up reads its stdlib from disk; in the nested KVM runner (TCG, host files
+    // over 9p) that alone has taken more than 15 s.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
       if (poll(&pfd, 1, 200) <= 0) continue;
       char c[256];
@@ -209,7 +211,15 @@ class Upstream {
       line.append(c, static_cast<size_t>(n));
     }
     close(out_pipe[0]);
-    REQUIRE_MESSAGE(line.rfind("port ", 0) == 0, "upstream did not start: " << line);
+    if (line.rfind("port ", 0) != 0) {
+      // Kill it before failing: REQUIRE throws out of this constructor, so ~Upstream never runs,
+      // and the test's TempDir (its certificate files) is removed while a slow child may still
+      // be starting -- it then died on a missing certificate file, hiding the real failure.
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+      FAIL("upstream did not start within 120 s (stdout: '" << line << "')");
+    }
     port_ = std::stoi(line.substr(5));
   }
   ~Upstream() {
