@@ -17,13 +17,15 @@ AIRLOCK_PROG=build-sandbox-image
 . "$AIRLOCK_SCRIPTS_DIR/lib/initramfs.sh"
 
 # virtio-mmio bus; vsock for the agent; rng for guest entropy; net and blk for the network and
-# persistence layers.
+# persistence layers; ext4 (crc32c_generic first, for metadata_csum) and overlay for root images
+# and volumes (src/guest/root.h).
 MODULES=(
   virtio_mmio
   vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport
   virtio_rng
   virtio_net
   virtio_blk
+  crc16 mbcache jbd2 crc32c_generic ext4 overlay
 )
 
 agent="${1:-$AIRLOCK_SCRIPTS_DIR/../build/bin/airlock-guest-agent}"

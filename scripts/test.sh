@@ -72,6 +72,8 @@ step "guest kernel and images"
 if [ -x scripts/build-sandbox-image.sh ]; then
   BUILD_DIR="$BUILD_DIR" ./scripts/build-sandbox-image.sh || { echo "build-sandbox-image failed"; exit 1; }
 fi
+# The Debian root image the persistence tests boot (tests/kvm/persist_test.cc); cached by content.
+./scripts/build-rootfs.sh || { echo "build-rootfs failed"; exit 1; }
 
 run_ctest unit "$BUILD_DIR" unit
 run_ctest proxy "$BUILD_DIR" proxy

@@ -71,6 +71,36 @@ struct SandboxOptions {
   // other listeners are then the caller's responsibility: airlock's egress guarantees hold only
   // as far as that setup is sealed (README "Privileges"). Needs allow_net.
   int tap_fd = -1;
+
+  // --- lifecycle ---
+  // Both count from the moment create() returns. When the timeout expires the sandbox is killed
+  // and everything it holds (threads, fds, guest memory) is freed; status() then says
+  // Errc::timeout. Zero: no timeout. Sandbox::set_timeout()/extend() move it while it runs.
+  Millis timeout{0};
+  // Hard cap: the sandbox never lives longer, whatever set_timeout()/extend() ask. Zero: none.
+  Millis max_lifetime{0};
+  // memory_bytes must be within [kMinSandboxMemory, kMaxSandboxMemory] (a multiple of 1 MiB)
+  // and vcpus within [1, kMaxSandboxVcpus]; else create() fails with Errc::invalid_argument.
+};
+
+// --- lifecycle ---
+inline constexpr uint64_t kMinSandboxMemory = 256ull << 20;
+inline constexpr uint64_t kMaxSandboxMemory = 4ull << 30;
+inline constexpr unsigned kMaxSandboxVcpus = 64;
+
+// Metering figures of one sandbox (Sandbox::stats()). After the sandbox ended they stay frozen
+// at their final values.
+struct SandboxStats {
+  Millis uptime{0};                       // from the start of create() until now or the end
+  std::chrono::nanoseconds vcpu_time{0};  // CPU time used by the vCPU threads, summed
+  uint64_t memory_bytes = 0;              // guest RAM configured
+  uint64_t memory_resident_bytes = 0;     // guest RAM the host actually backs (touched pages)
+  uint64_t net_bytes_up = 0;              // through the egress proxy, to upstreams
+  uint64_t net_bytes_down = 0;            // through the egress proxy, back to the guest
+  uint64_t net_requests = 0;              // requests the proxy handled (allowed or denied)
+  uint64_t commands = 0;                  // commands started (sh, exec, spawn)
+  std::optional<Millis> time_left;        // until the timeout or max_lifetime; none without either
+  bool running = false;
 };
 
 struct ExecOptions {
@@ -188,6 +218,29 @@ class Sandbox {
 
   // Stops the microVM; running calls fail with Errc::closed. Idempotent.
   virtual void close() = 0;
+
+  // --- lifecycle ---
+  // The sandbox is killed `timeout` from now (zero: no timeout; max_lifetime still applies).
+  // Errc::resource_exhausted when that passes max_lifetime; Errc::closed once ended.
+  virtual Status set_timeout(Millis timeout) = 0;
+  // Pushes the current timeout back by `more`. Errc::invalid_argument without a timeout;
+  // Errc::resource_exhausted when that passes max_lifetime (the timeout is then unchanged).
+  virtual Status extend(Millis more) = 0;
+  // Ends the sandbox immediately (the guest gets no chance to react) and frees everything;
+  // running calls fail with Errc::closed "the sandbox was killed". close() does the same today,
+  // but may become graceful; kill() is the documented immediate form. Idempotent.
+  virtual void kill() = 0;
+  virtual SandboxStats stats() const = 0;
+
+  // --- exposed ports ---
+  // Forwards a new host TCP listener (127.0.0.1, ephemeral port) to TCP port `guest_port` on
+  // the guest's loopback, over vsock: each host connection becomes one guest connection. A
+  // server listening on 0.0.0.0 or 127.0.0.1 in the guest is reached. Returns "127.0.0.1:PORT"
+  // (the same address when asked again for the same port). A refused guest connection closes
+  // the host one. Every connection closes when the sandbox ends.
+  virtual Result<std::string> expose_port(uint16_t guest_port) = 0;
+  // expose_port() as a URL: "http://127.0.0.1:PORT".
+  virtual Result<std::string> expose_http(uint16_t guest_port) = 0;
 };
 
 }  // namespace airlock

@@ -198,6 +198,7 @@ Status BlkDevice::activate(const virtio::ActivateContext& ctx) {
   if (ctx.memory == nullptr || ctx.interrupt == nullptr || ctx.queues.size() != 1 ||
       ctx.queues[0] == nullptr || !ctx.queues[0]->ready)
     return Status(Errc::protocol, "blk: the request queue is not set up");
+  if (released_) return Status(Errc::closed, "blk: the device was released");
   stop_worker();
   AIRLOCK_ASSIGN_OR_RETURN(kick_fd_, make_eventfd(true));
   AIRLOCK_ASSIGN_OR_RETURN(stop_fd_, make_eventfd(true));
@@ -222,6 +223,12 @@ void BlkDevice::reset() {
   memory_ = nullptr;
   queue_ = nullptr;
   interrupt_ = nullptr;
+}
+
+void BlkDevice::release() {
+  stop_worker();
+  released_ = true;
+  ::flock(file_.get(), LOCK_UN);
 }
 
 void BlkDevice::stop_worker() {

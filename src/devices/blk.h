@@ -69,6 +69,11 @@ class BlkDevice final : public virtio::Device {
   void queue_notify(size_t index) override;
   void reset() override;
 
+  // The machine has stopped for good (its vCPUs joined): stops serving requests and drops the
+  // image's lock, so another sandbox may attach the image while this object still lives (the
+  // machine holds it until destroyed). Later activations fail. Call only with no vCPU running.
+  void release();
+
   uint64_t capacity_sectors() const noexcept { return capacity_bytes_ / kSectorSize; }
   bool read_only() const noexcept { return options_.read_only; }
   const std::string& serial() const noexcept { return options_.serial; }
@@ -111,6 +116,7 @@ class BlkDevice final : public virtio::Device {
   UniqueFd stop_fd_;
   std::thread worker_;
   std::atomic<bool> stopping_{false};
+  bool released_ = false;
 
   std::atomic<uint64_t> requests_{0};
   std::atomic<uint64_t> bytes_read_{0};

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "agent/protocol.h"
+#include "guest/forward.h"
 
 extern char** environ;
 
@@ -660,6 +661,7 @@ int serve_connection(int fd) {
 }
 
 int run_agent() {
+  start_forwarder();  // Sandbox::expose_port's guest side (forward.h), before any fd exists
   // The vsock transport appears once its module has probed the device; retry briefly.
   int64_t give_up = now_ms() + 10000;
   for (;;) {

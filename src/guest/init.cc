@@ -21,6 +21,7 @@
 #include <string>
 
 #include "guest/agent.h"
+#include "guest/root.h"
 
 namespace airlock::guest {
 
@@ -111,6 +112,8 @@ void run_init(const char* self_path) {
   sethostname("airlock", 7);
   setsid();
   load_modules();
+  // Root image and volumes, when the host attached any (guest/root.h).
+  if (!setup_storage()) restart_machine("storage setup failed");
   bring_up_loopback();
 
   pid_t agent = fork();

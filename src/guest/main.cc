@@ -3,6 +3,8 @@
 //   airlock-guest-agent                 as PID 1: init + agent
 //   airlock-guest-agent agent           the agent alone (connects to the host over vsock)
 //   airlock-guest-agent serve-fd FD     the agent on an inherited connected socket (host tests)
+//   airlock-guest-agent forward-fd FD   the port forwarder on an inherited listening socket
+//                                        (host tests)
 //   airlock-guest-agent echo-server PORT  benchmark tool: vsock echo server
 //   airlock-guest-agent hostile MODE PID  test tool: takes over the agent's connection and
 //                                        misbehaves (see hostile.cc)
@@ -14,6 +16,7 @@
 
 #include "guest/agent.h"
 #include "guest/echo.h"
+#include "guest/forward.h"
 #include "guest/hostile.h"
 #include "guest/init.h"
 
@@ -22,6 +25,8 @@ int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "agent") == 0) return airlock::guest::run_agent();
   if (argc >= 3 && std::strcmp(argv[1], "serve-fd") == 0)
     return airlock::guest::serve_connection(std::atoi(argv[2]));
+  if (argc >= 3 && std::strcmp(argv[1], "forward-fd") == 0)
+    return airlock::guest::serve_forwarder(std::atoi(argv[2]));
   if (argc >= 3 && std::strcmp(argv[1], "echo-server") == 0)
     return airlock::guest::run_echo_server(argv[2]);
   if (argc >= 4 && std::strcmp(argv[1], "hostile") == 0)

@@ -73,6 +73,7 @@ Result<std::unique_ptr<GuestNetwork>> GuestNetwork::create(const SandboxOptions&
   po.extra_ca_files = options.extra_ca_files;
   po.on_audit = options.on_audit;
   po.hook = options.hook;
+  po.hook_deadline = options.hook_deadline;
   AIRLOCK_ASSIGN_OR_RETURN(g->proxy_, Proxy::start(std::move(po)));
   for (const auto& s : options.secrets) g->placeholders_[s.name] = g->proxy_->placeholder(s.name);
 
@@ -100,6 +101,8 @@ Status GuestNetwork::configure_guest(Sandbox& sb, const std::map<std::string, st
   // The driver binds while init loads modules; wait briefly for eth0 in case it is still coming.
   const std::string script =
       "set -e\n"
+      // A Debian root image has no iproute2; its busybox has the applet.
+      "command -v ip >/dev/null 2>&1 || ip() { busybox ip \"$@\"; }\n"
       "i=0; while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done\n"
       "ip link set lo up\n"
       "ip link set eth0 up\n"

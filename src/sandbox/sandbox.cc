@@ -13,13 +13,17 @@
 #include <mutex>
 #include <thread>
 
+#include <fmt/format.h>
+
 #include "agent/client.h"
 #include "agent/vsock_transport.h"
 #include "base/fd.h"
 #include "base/log.h"
 #include "devices/vsock.h"
 #include "sandbox/defaults.h"
+#include "sandbox/expose.h"
 #include "sandbox/internal.h"
+#include "sandbox/lifecycle.h"
 #include "sandbox/network.h"
 #include "vmm/defaults.h"
 #include "vmm/machine.h"
@@ -145,9 +149,28 @@ class SandboxImpl final : public Sandbox {
     return client_ ? client_->dead_status() : ok_status();
   }
   std::string console_output() const override {
-    return machine_ ? machine_->console_output() : std::string();
+    std::lock_guard lock(resources_mutex_);
+    return machine_ ? machine_->console_output() : final_console_;
   }
-  void close() override;
+  void close() override { shut_down(Status(Errc::closed, "the sandbox was closed"), true); }
+
+  // --- lifecycle (logic in lifecycle.h) ---
+  Status set_timeout(Millis timeout) override {
+    AIRLOCK_RETURN_IF_ERROR(status());
+    return lifetime_.set_timeout(timeout, std::chrono::steady_clock::now());
+  }
+  Status extend(Millis more) override {
+    AIRLOCK_RETURN_IF_ERROR(status());
+    return lifetime_.extend(more);
+  }
+  void kill() override { shut_down(Status(Errc::closed, "the sandbox was killed"), false); }
+  SandboxStats stats() const override;
+  // --- exposed ports (expose.h) ---
+  Result<std::string> expose_port(uint16_t guest_port) override;
+  Result<std::string> expose_http(uint16_t guest_port) override {
+    AIRLOCK_ASSIGN_OR_RETURN(std::string address, expose_port(guest_port));
+    return "http://" + address;
+  }
 
   Client& client() { return *client_; }
   std::shared_ptr<devices::VsockDevice> vsock() const { return vsock_; }
@@ -155,6 +178,13 @@ class SandboxImpl final : public Sandbox {
  private:
   void monitor_loop();
   void end(Status why);
+  // close()/kill(): ends the sandbox with `why` (unless it already ended), joins the monitor and
+  // frees everything. `graceful`: the guest may flush its disks first.
+  void shut_down(Status why, bool graceful);
+  // Kills the machine and frees what the sandbox holds (threads, fds, guest memory), keeping
+  // final stats and console. From the monitor thread (timeout) or after it was joined. Once.
+  void release_resources();
+  SandboxStats stats_locked() const;  // resources_mutex_ held
 
   std::unique_ptr<sandbox::GuestNetwork> network_;  // null without allow_net
   std::unique_ptr<vmm::Machine> machine_;
@@ -171,9 +201,36 @@ class SandboxImpl final : public Sandbox {
   bool agent_dead_ = false;  // the client reported a dead connection
   bool closing_ = false;
   std::once_flag close_once_;
+
+  // --- lifecycle ---
+  sandbox::Lifetime lifetime_;
+  std::chrono::steady_clock::time_point created_at_ = std::chrono::steady_clock::now();
+  std::atomic<uint64_t> commands_{0};
+  uint64_t memory_bytes_ = 0;
+  std::once_flag release_once_;
+  // Guards machine_, network_ and forwarders_ against release_resources() for the methods
+  // callable from any thread (console_output, stats, expose_port), and the final snapshots.
+  mutable std::mutex resources_mutex_;
+  bool released_ = false;
+  std::optional<std::chrono::steady_clock::time_point> ended_at_;
+  SandboxStats final_stats_;
+  std::string final_console_;
+  std::map<uint16_t, std::unique_ptr<sandbox::PortForwarder>> forwarders_;
 };
 
 Status SandboxImpl::boot(SandboxOptions options) {
+  if (options.memory_bytes < kMinSandboxMemory || options.memory_bytes > kMaxSandboxMemory ||
+      options.memory_bytes % (1u << 20) != 0)
+    return Status(
+        Errc::invalid_argument,
+        fmt::format("memory_bytes of {} bytes is not supported: a sandbox has {} MiB to "
+                    "{} MiB of memory, in whole MiB",
+                    options.memory_bytes, kMinSandboxMemory >> 20, kMaxSandboxMemory >> 20));
+  if (options.vcpus < 1 || options.vcpus > kMaxSandboxVcpus)
+    return Status(Errc::invalid_argument, fmt::format("vcpus of {} is not supported: 1 to {}",
+                                                      options.vcpus, kMaxSandboxVcpus));
+  AIRLOCK_RETURN_IF_ERROR(sandbox::Lifetime::validate(options.timeout, options.max_lifetime));
+  memory_bytes_ = options.memory_bytes;
   if (options.kernel_path.empty()) {
     AIRLOCK_ASSIGN_OR_RETURN(options.kernel_path, vmm::default_kernel_path());
   }
@@ -238,6 +295,7 @@ Status SandboxImpl::boot(SandboxOptions options) {
   monitor_ = std::thread([this] { monitor_loop(); });
   if (!env.empty()) AIRLOCK_RETURN_IF_ERROR(client_->env_set(env, {}, kControlTimeout));
   if (network_) AIRLOCK_RETURN_IF_ERROR(network_->configure_guest(*this, options.env));
+  lifetime_.start(options.timeout, options.max_lifetime, std::chrono::steady_clock::now());
   return ok_status();
 }
 
@@ -257,6 +315,13 @@ void SandboxImpl::monitor_loop() {
       std::unique_lock lock(mutex_);
       cv_.wait_for(lock, Millis(50), [&] { return agent_dead_ || closing_; });
       if (closing_) return;
+      if (Status expired = lifetime_.expired(std::chrono::steady_clock::now()); !expired.ok()) {
+        lock.unlock();
+        AIRLOCK_LOG_INFO("sandbox", "{}", expired.message());
+        end(expired);
+        release_resources();
+        return;
+      }
       if (agent_dead_) {
         lock.unlock();
         // The agent is gone or misbehaved: nothing can talk to this guest any more.
@@ -285,20 +350,93 @@ void SandboxImpl::monitor_loop() {
   }
 }
 
-void SandboxImpl::close() {
-  std::call_once(close_once_, [this] {
+void SandboxImpl::shut_down(Status why, bool graceful) {
+  std::call_once(close_once_, [&] {
+    (void)graceful;  // nothing to flush yet
     {
       std::lock_guard lock(mutex_);
       closing_ = true;
       cv_.notify_all();
     }
-    end(Status(Errc::closed, "the sandbox was closed"));
+    end(why);
     if (monitor_.joinable()) monitor_.join();
-    if (client_) client_->close();
-    if (machine_) machine_->kill();
-    if (vsock_) vsock_->shutdown("the sandbox was closed");
-    if (network_) network_->stop();
+    release_resources();
   });
+}
+
+void SandboxImpl::release_resources() {
+  std::call_once(release_once_, [this] {
+    std::map<uint16_t, std::unique_ptr<sandbox::PortForwarder>> forwarders;
+    {
+      std::lock_guard lock(resources_mutex_);
+      released_ = true;  // no new exposures
+      forwarders.swap(forwarders_);
+    }
+    Status why = status();
+    if (vsock_) vsock_->shutdown(why.ok() ? "the sandbox was closed" : why.message());
+    forwarders.clear();  // closes every forwarded connection, joins their threads
+    if (machine_) machine_->kill();
+    if (client_) client_->close();
+    if (network_) network_->stop();
+    std::unique_ptr<vmm::Machine> machine;
+    std::unique_ptr<sandbox::GuestNetwork> network;
+    {
+      std::lock_guard lock(resources_mutex_);
+      ended_at_ = std::chrono::steady_clock::now();
+      final_stats_ = stats_locked();
+      final_stats_.running = false;
+      final_stats_.time_left.reset();
+      if (machine_) final_console_ = machine_->console_output();
+      machine = std::move(machine_);
+      network = std::move(network_);
+    }
+    // Outside the lock: destroying the machine unmaps guest memory and closes its fds; the
+    // network's namespace, tap and proxy go with it.
+    machine.reset();
+    network.reset();
+  });
+}
+
+SandboxStats SandboxImpl::stats_locked() const {
+  if (released_ && ended_at_ && !machine_) return final_stats_;
+  auto now = std::chrono::steady_clock::now();
+  SandboxStats s;
+  s.uptime = std::chrono::duration_cast<Millis>(ended_at_.value_or(now) - created_at_);
+  s.memory_bytes = memory_bytes_;
+  if (machine_) {
+    s.vcpu_time = machine_->vcpu_cpu_time();
+    s.memory_resident_bytes = machine_->memory().resident_bytes();
+  }
+  if (network_) {
+    ProxyStats p = network_->proxy().stats();
+    s.net_bytes_up = p.bytes_up;
+    s.net_bytes_down = p.bytes_down;
+    s.net_requests = p.requests;
+  }
+  s.commands = commands_.load();
+  s.running = !released_ && status().ok();
+  if (s.running) s.time_left = lifetime_.remaining(now);
+  return s;
+}
+
+SandboxStats SandboxImpl::stats() const {
+  std::lock_guard lock(resources_mutex_);
+  return stats_locked();
+}
+
+Result<std::string> SandboxImpl::expose_port(uint16_t guest_port) {
+  if (guest_port == 0) return Status(Errc::invalid_argument, "guest port 0 cannot be exposed");
+  AIRLOCK_RETURN_IF_ERROR(status());
+  std::lock_guard lock(resources_mutex_);
+  if (released_) return Status(Errc::closed, "the sandbox has ended");
+  auto it = forwarders_.find(guest_port);
+  if (it != forwarders_.end()) return it->second->address();
+  AIRLOCK_ASSIGN_OR_RETURN(
+      auto f, sandbox::PortForwarder::start(guest_port, sandbox::vsock_dialer(vsock_)));
+  std::string address = f->address();
+  AIRLOCK_LOG_DEBUG("sandbox", "guest port {} exposed at {}", guest_port, address);
+  forwarders_[guest_port] = std::move(f);
+  return address;
 }
 
 Result<ExecResult> SandboxImpl::exec(const std::vector<std::string>& argv,
@@ -318,6 +456,7 @@ Result<ExecResult> SandboxImpl::exec(const std::vector<std::string>& argv,
   auto deadline = std::chrono::steady_clock::now() + wait;
   AIRLOCK_ASSIGN_OR_RETURN(auto e,
                            client_->start(spec, nullptr, nullptr, std::min(wait, kControlTimeout)));
+  ++commands_;
   if (spec.open_stdin) {
     auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
     Status st = e->write_stdin(options.stdin_data, std::max(left, Millis(1)));
@@ -348,6 +487,7 @@ Result<std::unique_ptr<Process>> SandboxImpl::spawn(const std::vector<std::strin
   spec.open_stdin = true;
   AIRLOCK_ASSIGN_OR_RETURN(auto e, client_->start(spec, std::move(options.on_stdout),
                                                   std::move(options.on_stderr), kControlTimeout));
+  ++commands_;
   return std::unique_ptr<Process>(new ProcessImpl(std::move(e)));
 }
 
