@@ -27,10 +27,18 @@
 
 #include "airlock/proxy.hpp"
 #include "airlock/status.hpp"
+#include "airlock/storage.hpp"
 
 namespace airlock {
 
 using Millis = std::chrono::milliseconds;
+
+// A volume of the store (airlock::Storage) mounted in the guest.
+struct VolumeMount {
+  std::string name;        // the volume
+  std::string path;        // absolute guest path; created if missing
+  bool read_only = false;  // read-only attachments may be shared by any number of sandboxes
+};
 
 struct SandboxOptions {
   // Guest kernel and initramfs; empty: the cached defaults (scripts/fetch-kernel.sh and
@@ -71,6 +79,22 @@ struct SandboxOptions {
   // other listeners are then the caller's responsibility: airlock's egress guarantees hold only
   // as far as that setup is sealed (README "Privileges"). Needs allow_net.
   int tap_fd = -1;
+
+  // --- storage (src/sandbox/storage.h, src/image/README.md) ---
+  // Root filesystem. Empty root_image and root_snapshot: the initramfs is the root, as always.
+  // root_image "default": the cached Debian image (scripts/build-rootfs.sh), ${cache}/images/
+  // rootfs.ext4; any other value: the path of an ext4 image. root_snapshot: a root snapshot in
+  // the store (Sandbox::snapshot); it names its own base, so root_image is then ignored.
+  // The image is read-only; writes go to an overlay upper: memory by default, or a fresh sparse
+  // disk (snapshottable_root, needed for Sandbox::snapshot) of root_upper_bytes.
+  std::string root_image;
+  std::string root_snapshot;
+  bool snapshottable_root = false;
+  uint64_t root_upper_bytes = 4ull << 30;
+  // Volumes to mount, in order; each read-write one is attached to this sandbox only.
+  std::vector<VolumeMount> volumes;
+  // The store of volumes and snapshots (airlock::Storage); empty: the default directory.
+  std::string storage_dir;
 
   // --- lifecycle ---
   // Both count from the moment create() returns. When the timeout expires the sandbox is killed
@@ -215,6 +239,12 @@ class Sandbox {
   virtual Status status() const = 0;
   // Guest console output so far (bounded).
   virtual std::string console_output() const = 0;
+
+  // --- storage ---
+  // A read-only snapshot `name` of this sandbox's root (its base, layers and upper, as they are
+  // now), bootable with SandboxOptions::root_snapshot. Needs snapshottable_root. The guest
+  // filesystem is synced and frozen during the copy (writers in the guest wait), then thawed.
+  virtual Result<SnapshotInfo> snapshot(const std::string& name) = 0;
 
   // Stops the microVM; running calls fail with Errc::closed. Idempotent.
   virtual void close() = 0;

@@ -6,6 +6,7 @@
 //   airlock-guest-agent forward-fd FD   the port forwarder on an inherited listening socket
 //                                        (host tests)
 //   airlock-guest-agent echo-server PORT  benchmark tool: vsock echo server
+//   airlock-guest-agent fsfreeze|fsthaw PATH  sync and freeze / thaw a filesystem (root snapshots)
 //   airlock-guest-agent hostile MODE PID  test tool: takes over the agent's connection and
 //                                        misbehaves (see hostile.cc)
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include "guest/forward.h"
 #include "guest/hostile.h"
 #include "guest/init.h"
+#include "guest/root.h"
 
 int main(int argc, char** argv) {
   if (getpid() == 1) airlock::guest::run_init(argv[0]);
@@ -29,6 +31,9 @@ int main(int argc, char** argv) {
     return airlock::guest::serve_forwarder(std::atoi(argv[2]));
   if (argc >= 3 && std::strcmp(argv[1], "echo-server") == 0)
     return airlock::guest::run_echo_server(argv[2]);
+  if (argc >= 3 && std::strcmp(argv[1], "fsfreeze") == 0)
+    return airlock::guest::run_fsfreeze(argv[2]);
+  if (argc >= 3 && std::strcmp(argv[1], "fsthaw") == 0) return airlock::guest::run_fsthaw(argv[2]);
   if (argc >= 4 && std::strcmp(argv[1], "hostile") == 0)
     return airlock::guest::run_hostile(argv[2], argv[3]);
   std::fprintf(stderr, "usage: %s [agent | serve-fd FD | hostile MODE AGENT_PID]\n", argv[0]);

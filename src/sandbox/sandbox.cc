@@ -25,6 +25,7 @@
 #include "sandbox/internal.h"
 #include "sandbox/lifecycle.h"
 #include "sandbox/network.h"
+#include "sandbox/storage.h"
 #include "vmm/defaults.h"
 #include "vmm/machine.h"
 
@@ -171,6 +172,13 @@ class SandboxImpl final : public Sandbox {
     AIRLOCK_ASSIGN_OR_RETURN(std::string address, expose_port(guest_port));
     return "http://" + address;
   }
+  Result<SnapshotInfo> snapshot(const std::string& name) override {
+    if (!storage_)
+      return Status(Errc::invalid_argument,
+                    "this sandbox has no root image: create it with root_image or root_snapshot "
+                    "and snapshottable_root");
+    return storage_->snapshot(*this, name);
+  }
 
   Client& client() { return *client_; }
   std::shared_ptr<devices::VsockDevice> vsock() const { return vsock_; }
@@ -186,7 +194,8 @@ class SandboxImpl final : public Sandbox {
   void release_resources();
   SandboxStats stats_locked() const;  // resources_mutex_ held
 
-  std::unique_ptr<sandbox::GuestNetwork> network_;  // null without allow_net
+  std::unique_ptr<sandbox::GuestNetwork> network_;    // null without allow_net
+  std::unique_ptr<sandbox::SandboxStorage> storage_;  // null without disks
   std::unique_ptr<vmm::Machine> machine_;
   std::shared_ptr<devices::VsockDevice> vsock_;
   std::unique_ptr<devices::VsockListener> listener_;
@@ -250,9 +259,15 @@ Status SandboxImpl::boot(SandboxOptions options) {
   config.vcpus = options.vcpus;
   config.on_console = std::move(options.on_console);
   config.console_buffer_limit = 256 * 1024;
+  // Disks (root image, upper, volumes) are checked and locked before anything boots.
+  AIRLOCK_ASSIGN_OR_RETURN(storage_, sandbox::SandboxStorage::prepare(options));
+  if (storage_) config.cmdline_extra = storage_->cmdline();
   AIRLOCK_ASSIGN_OR_RETURN(machine_, vmm::Machine::create(std::move(config)));
   AIRLOCK_ASSIGN_OR_RETURN(int slot, machine_->add_virtio_device(vsock_));
   (void)slot;
+  if (storage_)
+    for (const auto& disk : storage_->devices())
+      AIRLOCK_RETURN_IF_ERROR(machine_->add_virtio_device(disk).status());
   // After the machine (so a bad kernel path is reported first), before it starts.
   if (!options.allow_net.empty() || !options.secrets.empty() || options.tap_fd >= 0) {
     AIRLOCK_ASSIGN_OR_RETURN(network_, sandbox::GuestNetwork::create(options));
@@ -352,12 +367,13 @@ void SandboxImpl::monitor_loop() {
 
 void SandboxImpl::shut_down(Status why, bool graceful) {
   std::call_once(close_once_, [&] {
-    (void)graceful;  // nothing to flush yet
     {
       std::lock_guard lock(mutex_);
       closing_ = true;
       cv_.notify_all();
     }
+    // Volumes and a disk upper keep what the guest wrote: flush it before the machine stops.
+    if (graceful && storage_ && client_ && status().ok()) storage_->sync_guest(*this);
     end(why);
     if (monitor_.joinable()) monitor_.join();
     release_resources();
@@ -376,6 +392,7 @@ void SandboxImpl::release_resources() {
     if (vsock_) vsock_->shutdown(why.ok() ? "the sandbox was closed" : why.message());
     forwarders.clear();  // closes every forwarded connection, joins their threads
     if (machine_) machine_->kill();
+    if (storage_) storage_->release();  // vCPUs joined: other sandboxes may attach the volumes
     if (client_) client_->close();
     if (network_) network_->stop();
     std::unique_ptr<vmm::Machine> machine;
