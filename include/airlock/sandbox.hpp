@@ -63,6 +63,9 @@ struct SandboxOptions {
   std::vector<SecretSpec> secrets;
   AuditCallback on_audit;  // proxy audit events (proxy worker threads)
   RequestHook hook;        // per-request hook (proxy worker threads)
+  // How long the proxy waits for `hook`'s decision; past it the request is refused (403) and a
+  // late answer is dropped (ProxyOptions::hook_deadline).
+  Millis hook_deadline{2000};
   // Upstream name overrides ("host" or "host:port" -> IP literal) and extra upstream trust
   // anchors, as in ProxyOptions; mostly for tests with local upstreams.
   std::map<std::string, std::string> resolve_override;
