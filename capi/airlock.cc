@@ -458,6 +458,23 @@ int apply_network(O& o, const airlock_sandbox_options& c, airlock_sandbox* handl
   return AIRLOCK_OK;
 }
 
+int apply_storage(airlock::SandboxOptions& o, const airlock_sandbox_options& c) {
+  if (c.root_image) o.root_image = c.root_image;
+  if (c.root_snapshot) o.root_snapshot = c.root_snapshot;
+  o.snapshottable_root = c.snapshottable_root != 0;
+  if (c.root_upper_bytes) o.root_upper_bytes = c.root_upper_bytes;
+  if (c.storage_dir) o.storage_dir = c.storage_dir;
+  if (c.volumes_count > 0 && c.volumes == nullptr)
+    return fail(Errc::invalid_argument, "options.volumes is NULL with a non-zero count");
+  for (size_t i = 0; i < c.volumes_count; ++i) {
+    const airlock_volume_mount& v = c.volumes[i];
+    if (v.name == nullptr || v.path == nullptr)
+      return fail(Errc::invalid_argument, "options.volumes has a NULL name or path");
+    o.volumes.push_back({v.name, v.path, v.read_only != 0});
+  }
+  return AIRLOCK_OK;
+}
+
 }  // namespace
 
 extern "C" {
@@ -572,6 +589,7 @@ int airlock_sandbox_create(const airlock_sandbox_options* options, airlock_sandb
     if (c.boot_timeout_ms) o.boot_timeout = Millis(c.boot_timeout_ms);
     if (int rc = env_map(c.env, c.env_count, &o.env, "options.env")) return rc;
     if (int rc = apply_network(o, c, handle.get())) return rc;
+    if (int rc = apply_storage(o, c)) return rc;
     if (c.on_console) {
       o.on_console = output_trampoline(c.on_console, c.console_user_data, handle->gate);
     }
@@ -984,6 +1002,114 @@ int airlock_env_unset(airlock_sandbox* sandbox, const char* name) {
     std::shared_ptr<airlock_sandbox> h;
     if (int rc = lookup(sandbox, &h)) return rc;
     return fail(h->sandbox->env().unset(std::string(name)));
+  });
+}
+
+}  // extern "C"
+
+// ---- storage ----
+
+namespace {
+
+airlock::Result<airlock::Storage> open_store(const char* dir) {
+  return airlock::Storage::open(dir ? dir : "");
+}
+
+// "NAME SIZE ALLOCATED FLAG\n" per entry.
+template <class T, class Flag>
+int list_out(const std::vector<T>& items, Flag flag, char** out, size_t* out_len) {
+  std::string text;
+  for (const auto& i : items)
+    text += i.name + " " + std::to_string(i.size_bytes) + " " + std::to_string(i.allocated_bytes) +
+            (flag(i) ? " 1\n" : " 0\n");
+  *out = dup_bytes(text);
+  if (out_len) *out_len = text.size();
+  return AIRLOCK_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+int airlock_volume_create(const char* store_dir, const char* name, uint64_t size_bytes) {
+  return guard([&] {
+    if (int rc = need(name, "name")) return rc;
+    auto st = open_store(store_dir);
+    if (!st.ok()) return fail(st.status());
+    return fail(st->create_volume(name, size_bytes).status());
+  });
+}
+
+int airlock_volume_list(const char* store_dir, char** out, size_t* out_len) {
+  return guard([&] {
+    if (int rc = need(out, "out")) return rc;
+    *out = nullptr;
+    if (out_len) *out_len = 0;
+    auto st = open_store(store_dir);
+    if (!st.ok()) return fail(st.status());
+    auto all = st->list_volumes();
+    if (!all.ok()) return fail(all.status());
+    return list_out(*all, [](const airlock::VolumeInfo& v) { return v.in_use; }, out, out_len);
+  });
+}
+
+int airlock_volume_remove(const char* store_dir, const char* name) {
+  return guard([&] {
+    if (int rc = need(name, "name")) return rc;
+    auto st = open_store(store_dir);
+    if (!st.ok()) return fail(st.status());
+    return fail(st->remove_volume(name));
+  });
+}
+
+int airlock_volume_snapshot(const char* store_dir, const char* volume, const char* snapshot) {
+  return guard([&] {
+    if (int rc = need(volume, "volume")) return rc;
+    if (int rc = need(snapshot, "snapshot")) return rc;
+    auto st = open_store(store_dir);
+    if (!st.ok()) return fail(st.status());
+    return fail(st->snapshot_volume(volume, snapshot).status());
+  });
+}
+
+int airlock_volume_from_snapshot(const char* store_dir, const char* snapshot, const char* volume) {
+  return guard([&] {
+    if (int rc = need(snapshot, "snapshot")) return rc;
+    if (int rc = need(volume, "volume")) return rc;
+    auto st = open_store(store_dir);
+    if (!st.ok()) return fail(st.status());
+    return fail(st->volume_from_snapshot(snapshot, volume).status());
+  });
+}
+
+int airlock_snapshot_list(const char* store_dir, char** out, size_t* out_len) {
+  return guard([&] {
+    if (int rc = need(out, "out")) return rc;
+    *out = nullptr;
+    if (out_len) *out_len = 0;
+    auto st = open_store(store_dir);
+    if (!st.ok()) return fail(st.status());
+    auto all = st->list_snapshots();
+    if (!all.ok()) return fail(all.status());
+    return list_out(*all, [](const airlock::SnapshotInfo& s) { return s.is_root; }, out, out_len);
+  });
+}
+
+int airlock_snapshot_remove(const char* store_dir, const char* name) {
+  return guard([&] {
+    if (int rc = need(name, "name")) return rc;
+    auto st = open_store(store_dir);
+    if (!st.ok()) return fail(st.status());
+    return fail(st->remove_snapshot(name));
+  });
+}
+
+int airlock_sandbox_snapshot(airlock_sandbox* sandbox, const char* name) {
+  return guard([&] {
+    if (int rc = need(name, "name")) return rc;
+    std::shared_ptr<airlock_sandbox> h;
+    if (int rc = lookup(sandbox, &h)) return rc;
+    return fail(h->sandbox->snapshot(name).status());
   });
 }
 

@@ -163,6 +163,13 @@ AIRLOCK_API int airlock_hook_set_header(airlock_hook_decision *decision, const c
                                         const char *value);
 AIRLOCK_API int airlock_hook_remove_header(airlock_hook_decision *decision, const char *name);
 
+/* A volume of the store mounted in the guest (airlock_sandbox_options.volumes). */
+typedef struct airlock_volume_mount {
+  const char *name;  /* the volume (airlock_volume_create) */
+  const char *path;  /* absolute guest path; created if missing */
+  int read_only;     /* nonzero: read-only, may be shared; else one writer at a time */
+} airlock_volume_mount;
+
 typedef struct airlock_sandbox_options {
   size_t struct_size;
   const char *kernel_path;    /* NULL: the cached default */
@@ -192,6 +199,19 @@ typedef struct airlock_sandbox_options {
   /* PEM files of extra CAs trusted for upstream TLS (tests with local upstreams). */
   const char *const *extra_ca_files;
   size_t extra_ca_files_count;
+  /* ---- storage (volumes and snapshots: the functions under "Storage" below) ---- */
+  /* Root filesystem: NULL root_image and root_snapshot keep the initramfs as the root. "default":
+   * the cached Debian image (scripts/build-rootfs.sh); else an ext4 image path. root_snapshot: a
+   * root snapshot (airlock_sandbox_snapshot) to boot from. */
+  const char *root_image;
+  const char *root_snapshot;
+  /* Nonzero: the root's writable layer is a disk (root_upper_bytes, 0: 4 GiB) instead of memory,
+   * so airlock_sandbox_snapshot works. */
+  int snapshottable_root;
+  uint64_t root_upper_bytes;
+  const airlock_volume_mount *volumes;
+  size_t volumes_count;
+  const char *storage_dir;
 } airlock_sandbox_options;
 
 typedef struct airlock_exec_options {
@@ -327,6 +347,27 @@ AIRLOCK_API int airlock_fs_mkdir(airlock_sandbox *sandbox, const char *path, uin
 AIRLOCK_API int airlock_fs_stat(airlock_sandbox *sandbox, const char *path,
                                 airlock_file_stat *out);
 AIRLOCK_API int airlock_fs_remove(airlock_sandbox *sandbox, const char *path, int recursive);
+
+/* ---- Storage: volumes and snapshots ----
+ * store_dir NULL: ${AIRLOCK_CACHE_DIR:-~/.cache/airlock}. Names: 1-64 of [A-Za-z0-9._-], not
+ * starting with '.' or '-'. A volume attached read-write to a running sandbox cannot be attached
+ * again, snapshotted or removed (AIRLOCK_E_UNAVAILABLE naming it). Lists are one line per entry,
+ * "NAME SIZE_BYTES ALLOCATED_BYTES FLAG\n", FLAG 1 when a volume is in use / a snapshot is of a
+ * sandbox root; *out: airlock_free(). */
+AIRLOCK_API int airlock_volume_create(const char *store_dir, const char *name, uint64_t size_bytes);
+AIRLOCK_API int airlock_volume_list(const char *store_dir, char **out, size_t *out_len);
+AIRLOCK_API int airlock_volume_remove(const char *store_dir, const char *name);
+/* A read-only snapshot of a volume no sandbox has attached. */
+AIRLOCK_API int airlock_volume_snapshot(const char *store_dir, const char *volume,
+                                        const char *snapshot);
+/* A new volume holding a copy of a snapshot. */
+AIRLOCK_API int airlock_volume_from_snapshot(const char *store_dir, const char *snapshot,
+                                             const char *volume);
+AIRLOCK_API int airlock_snapshot_list(const char *store_dir, char **out, size_t *out_len);
+AIRLOCK_API int airlock_snapshot_remove(const char *store_dir, const char *name);
+/* A snapshot of a running sandbox's root, into its options' store (needs snapshottable_root);
+ * boot it with airlock_sandbox_options.root_snapshot. */
+AIRLOCK_API int airlock_sandbox_snapshot(airlock_sandbox *sandbox, const char *name);
 
 /* ---- Default environment of later commands ---- */
 

@@ -207,6 +207,42 @@ static void *hammer(void *arg) {
   return NULL;
 }
 
+/* The volume/snapshot store needs no VM: a fresh store in a temporary directory. */
+static void storage(void) {
+  char dir[] = "/tmp/airlock-capi-store-XXXXXX";
+  char cmd[128];
+  char *list = NULL;
+  size_t len = 0;
+  CHECK(mkdtemp(dir) != NULL);
+  CHECK_RC(airlock_volume_create(dir, "data", 32u << 20), AIRLOCK_OK);
+  CHECK_RC(airlock_volume_create(dir, "data", 32u << 20), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK_RC(airlock_volume_create(dir, "../escape", 32u << 20), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK_RC(airlock_volume_create(dir, NULL, 32u << 20), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK_RC(airlock_volume_list(dir, &list, &len), AIRLOCK_OK);
+  CHECK(list != NULL && strncmp(list, "data 33554432 ", 14) == 0 && contains(list, " 0\n"));
+  CHECK(len == (list ? strlen(list) : 0));
+  airlock_free(list);
+  CHECK_RC(airlock_volume_snapshot(dir, "data", "data-v1"), AIRLOCK_OK);
+  CHECK_RC(airlock_volume_from_snapshot(dir, "data-v1", "copy"), AIRLOCK_OK);
+  CHECK_RC(airlock_volume_from_snapshot(dir, "absent", "copy2"), AIRLOCK_E_NOT_FOUND);
+  list = NULL;
+  CHECK_RC(airlock_snapshot_list(dir, &list, NULL), AIRLOCK_OK);
+  CHECK(list != NULL && strncmp(list, "data-v1 ", 8) == 0 && contains(list, " 0\n"));
+  airlock_free(list);
+  CHECK_RC(airlock_snapshot_remove(dir, "data-v1"), AIRLOCK_OK);
+  CHECK_RC(airlock_snapshot_remove(dir, "data-v1"), AIRLOCK_E_NOT_FOUND);
+  CHECK_RC(airlock_volume_remove(dir, "copy"), AIRLOCK_OK);
+  CHECK_RC(airlock_volume_remove(dir, "data"), AIRLOCK_OK);
+  list = NULL;
+  CHECK_RC(airlock_volume_list(dir, &list, &len), AIRLOCK_OK);
+  CHECK(len == 0);
+  airlock_free(list);
+  CHECK_RC(airlock_volume_list(dir, NULL, NULL), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK_RC(airlock_sandbox_snapshot(NULL, "x"), AIRLOCK_E_INVALID_ARGUMENT);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  CHECK(system(cmd) == 0);
+}
+
 int main(void) {
   pthread_t threads[8];
   int i;
@@ -214,6 +250,7 @@ int main(void) {
   struct_sizes();
   bad_arguments();
   thread_local_errors();
+  storage();
   for (i = 0; i < 8; i++) pthread_create(&threads[i], NULL, hammer, NULL);
   for (i = 0; i < 8; i++) pthread_join(threads[i], NULL);
   if (failures) {

@@ -21,6 +21,7 @@
 #include "../proxy/harness.h"
 #include "airlock/sandbox.hpp"
 #include "base/fd.h"
+#include "guest_programs.h"
 
 using namespace airlock;
 using namespace airlock::test;
@@ -46,52 +47,6 @@ ExecResult sh(Sandbox& sb, const std::string& cmd, std::map<std::string, std::st
   auto r = sb.sh(cmd, eo);
   REQUIRE_MESSAGE(r.ok(), r.status().to_string());
   return std::move(r).value();
-}
-
-// Copies a host program and every shared library ldd lists into the guest at the same paths.
-void upload_program(Sandbox& sb, const std::string& program) {
-  auto l = run({"ldd", program}, 20s);
-  REQUIRE(l.exit_code == 0);
-  std::vector<std::pair<std::string, std::string>> files = {{program, program}};
-  std::istringstream in(l.out);
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream words(line);
-    std::vector<std::string> w;
-    for (std::string x; words >> x;) w.push_back(x);
-    std::string path;
-    if (w.size() >= 3 && w[1] == "=>" && w[2][0] == '/')
-      path = w[2];
-    else if (!w.empty() && w[0][0] == '/')
-      path = w[0];
-    if (!path.empty()) files.emplace_back(path, path);
-  }
-  for (auto& [guest, host] : files) {
-    auto real = std::filesystem::canonical(host).string();
-    auto st = sb.fs().upload(real, guest, 0755);
-    REQUIRE_MESSAGE(st.ok(), guest << ": " << st.to_string());
-  }
-}
-
-// Debian's python3 with just the stdlib modules urllib over TLS needs (and their libraries).
-void upload_python(Sandbox& sb) {
-  auto l = run({"/usr/bin/python3", "-S", "-c",
-                "import sys, urllib.request, ssl, json, encodings.idna, http.client\n"
-                "for m in list(sys.modules.values()):\n"
-                "    f = getattr(m, '__file__', None)\n"
-                "    if f: print(f)\n"},
-               30s);
-  REQUIRE(l.exit_code == 0);
-  upload_program(sb, "/usr/bin/python3.11");
-  std::istringstream in(l.out);
-  for (std::string path; std::getline(in, path);) {
-    if (path.size() > 3 && path.substr(path.size() - 3) == ".so") {
-      upload_program(sb, path);
-    } else {
-      auto st = sb.fs().upload(path, path, 0644);
-      REQUIRE_MESSAGE(st.ok(), path << ": " << st.to_string());
-    }
-  }
 }
 
 // A TCP listener on the host's loopback that nothing from the guest may ever reach.
@@ -212,7 +167,7 @@ TEST_CASE("with allow_net real clients reach allowed hosts only and secrets stay
 
   // 1b. Python's urllib, also through HTTPS_PROXY with the CA from SSL_CERT_FILE.
   t0 = std::chrono::steady_clock::now();
-  upload_python(*sb);
+  upload_python(*sb, "import urllib.request, ssl, json, encodings.idna, http.client");
   MESSAGE("python3 + urllib's modules uploaded in "
           << std::chrono::duration_cast<std::chrono::milliseconds>(
                  std::chrono::steady_clock::now() - t0)

@@ -34,7 +34,8 @@ __all__ = [
     "HookDecision", "CallbackError", "AirlockError", "InvalidArgumentError", "NotFoundError",
     "PermissionDeniedError", "UnavailableError", "AirlockIOError", "AirlockTimeoutError",
     "ClosedError", "ProtocolError", "ResourceExhaustedError", "DeniedError", "BadImageError",
-    "InternalError", "CancelledError", "version", "abi_version", "quote"
+    "InternalError", "CancelledError", "version", "abi_version", "quote", "Storage", "Volume",
+    "VolumeInfo", "SnapshotInfo"
 ]
 
 OutputCallback = Callable[[bytes], None]
@@ -86,6 +87,75 @@ class FileStat:
     mode: int
     size: int
     mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A volume of the store (Storage) to mount in the guest at `path`. A read-write volume is
+    attached to one sandbox at a time (a second one gets UnavailableError naming it)."""
+
+    name: str
+    path: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    name: str
+    size_bytes: int
+    allocated_bytes: int  # host space used (images are sparse)
+    in_use: bool  # attached to a running sandbox
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    name: str
+    size_bytes: int
+    allocated_bytes: int
+    is_root: bool  # of a sandbox root (boot it with root_snapshot=); else of a volume
+
+
+class Storage:
+    """Volumes and snapshots on the host, in `directory` (default:
+    ${AIRLOCK_CACHE_DIR:-~/.cache/airlock}). Names: 1-64 of [A-Za-z0-9._-]."""
+
+    def __init__(self, directory: Optional[str] = None) -> None:
+        self.directory = directory
+
+    def _d(self) -> Optional[bytes]:
+        return _b(self.directory)
+
+    @staticmethod
+    def _lines(fn, d) -> list:
+        out, n = c_void_p(), c_size_t()
+        fn(d, byref(out), byref(n))
+        text = _capi.take_bytes(out, n.value).decode()
+        return [line.split(" ") for line in text.splitlines() if line]
+
+    def create_volume(self, name: str, size_bytes: int) -> None:
+        """A new empty ext4 volume (sparse; rounded up to whole MiB, at least 16 MiB)."""
+        _capi.airlock_volume_create(self._d(), _b(name), size_bytes)
+
+    def volumes(self) -> list:
+        return [VolumeInfo(f[0], int(f[1]), int(f[2]), f[3] == "1")
+                for f in self._lines(_capi.airlock_volume_list, self._d())]
+
+    def remove_volume(self, name: str) -> None:
+        _capi.airlock_volume_remove(self._d(), _b(name))
+
+    def snapshot_volume(self, volume: str, snapshot: str) -> None:
+        """A read-only copy of a volume no sandbox has attached."""
+        _capi.airlock_volume_snapshot(self._d(), _b(volume), _b(snapshot))
+
+    def volume_from_snapshot(self, snapshot: str, volume: str) -> None:
+        _capi.airlock_volume_from_snapshot(self._d(), _b(snapshot), _b(volume))
+
+    def snapshots(self) -> list:
+        return [SnapshotInfo(f[0], int(f[1]), int(f[2]), f[3] == "1")
+                for f in self._lines(_capi.airlock_snapshot_list, self._d())]
+
+    def remove_snapshot(self, name: str) -> None:
+        _capi.airlock_snapshot_remove(self._d(), _b(name))
 
 
 @dataclass(frozen=True)
@@ -426,7 +496,10 @@ class Sandbox:
                  request_hook: Optional[Callable[[HookRequest], Optional[HookDecision]]] = None,
                  hook_deadline: Optional[float] = None,
                  resolve_override: Optional[Mapping[str, str]] = None,
-                 extra_ca_files: Sequence[str] = ()) -> None:
+                 extra_ca_files: Sequence[str] = (),
+                 root_image: Optional[str] = None, root_snapshot: Optional[str] = None,
+                 snapshottable_root: bool = False, root_upper_bytes: int = 0,
+                 volumes: Sequence[Volume] = (), storage_dir: Optional[str] = None) -> None:
         self._handle = None
         self._lock = threading.Lock()
         self._errors = _CallbackErrors()
@@ -492,6 +565,20 @@ class Sandbox:
         keep.append(ca_arr)
         o.extra_ca_files = ctypes.cast(ca_arr, ctypes.POINTER(c_char_p))
         o.extra_ca_files_count = len(cas)
+        o.root_image = _b(root_image)
+        o.root_snapshot = _b(root_snapshot)
+        o.snapshottable_root = 1 if snapshottable_root else 0
+        o.root_upper_bytes = root_upper_bytes
+        o.storage_dir = _b(storage_dir)
+        vols = [v if isinstance(v, Volume) else Volume(*v) for v in volumes]
+        vol_arr = (_capi.airlock_volume_mount * max(1, len(vols)))()
+        for i, v in enumerate(vols):
+            vol_arr[i].name = _b(v.name)
+            vol_arr[i].path = _b(v.path)
+            vol_arr[i].read_only = 1 if v.read_only else 0
+        keep.append(vol_arr)
+        o.volumes = ctypes.cast(vol_arr, ctypes.POINTER(_capi.airlock_volume_mount))
+        o.volumes_count = len(vols)
 
         handle = ctypes.POINTER(_capi.airlock_sandbox)()
         _capi.airlock_sandbox_create(byref(o), byref(handle))
@@ -644,6 +731,11 @@ class Sandbox:
         """None while running, else the error saying why the sandbox ended."""
         rc = _capi.airlock_sandbox_status(self._h())
         return None if rc == 0 else _capi.error_for(rc)
+
+    def snapshot(self, name: str) -> None:
+        """A read-only snapshot of this sandbox's root in its store (needs snapshottable_root=True);
+        boot it with Sandbox(root_snapshot=name)."""
+        _capi.airlock_sandbox_snapshot(self._h(), _b(name))
 
     def console(self) -> bytes:
         """Guest console output so far (bounded)."""

@@ -164,6 +164,10 @@ airlock_hook_fn = CFUNCTYPE(c_int, POINTER(airlock_hook_request), POINTER(airloc
                             c_void_p)
 
 
+class airlock_volume_mount(Structure):
+    _fields_ = [("name", c_char_p), ("path", c_char_p), ("read_only", c_int)]
+
+
 class airlock_sandbox_options(Structure):
     _fields_ = [("struct_size", c_size_t), ("kernel_path", c_char_p),
                 ("initramfs_path", c_char_p), ("memory_bytes", c_uint64), ("vcpus", c_uint32),
@@ -176,7 +180,12 @@ class airlock_sandbox_options(Structure):
                 ("hook_user_data", c_void_p), ("hook_deadline_ms", c_uint32),
                 ("resolve_override", POINTER(airlock_env_var)),
                 ("resolve_override_count", c_size_t), ("extra_ca_files", POINTER(c_char_p)),
-                ("extra_ca_files_count", c_size_t)]
+                ("extra_ca_files_count", c_size_t),
+                # storage
+                ("root_image", c_char_p), ("root_snapshot", c_char_p),
+                ("snapshottable_root", c_int), ("root_upper_bytes", c_uint64),
+                ("volumes", POINTER(airlock_volume_mount)), ("volumes_count", c_size_t),
+                ("storage_dir", c_char_p)]
 
 
 class airlock_exec_options(Structure):
@@ -328,6 +337,18 @@ airlock_env_get = _fn("airlock_env_get", c_int, [_S, c_char_p, POINTER(c_void_p)
 airlock_env_list = _fn("airlock_env_list", c_int, [_S, POINTER(c_void_p), POINTER(c_size_t)])
 airlock_env_set = _fn("airlock_env_set", c_int, [_S, c_char_p, c_char_p])
 airlock_env_unset = _fn("airlock_env_unset", c_int, [_S, c_char_p])
+
+airlock_volume_create = _fn("airlock_volume_create", c_int, [c_char_p, c_char_p, c_uint64])
+airlock_volume_list = _fn("airlock_volume_list", c_int,
+                          [c_char_p, POINTER(c_void_p), POINTER(c_size_t)])
+airlock_volume_remove = _fn("airlock_volume_remove", c_int, [c_char_p, c_char_p])
+airlock_volume_snapshot = _fn("airlock_volume_snapshot", c_int, [c_char_p, c_char_p, c_char_p])
+airlock_volume_from_snapshot = _fn("airlock_volume_from_snapshot", c_int,
+                                   [c_char_p, c_char_p, c_char_p])
+airlock_snapshot_list = _fn("airlock_snapshot_list", c_int,
+                            [c_char_p, POINTER(c_void_p), POINTER(c_size_t)])
+airlock_snapshot_remove = _fn("airlock_snapshot_remove", c_int, [c_char_p, c_char_p])
+airlock_sandbox_snapshot = _fn("airlock_sandbox_snapshot", c_int, [_S, c_char_p])
 
 
 def take_bytes(ptr: c_void_p, length: int) -> bytes:

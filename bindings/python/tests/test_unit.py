@@ -106,3 +106,36 @@ def test_result_text():
     r = airlock.Result(0, 0, False, b"/\n", b"")
     assert r.text() == "/" and r.ok
     assert airlock.Result(1, 0, False, b"a\n\n", b"").text() == "a\n"
+
+
+def test_storage_volumes_and_snapshots(tmp_path):
+    st = airlock.Storage(str(tmp_path))
+    st.create_volume("data", 20 << 20)
+    with pytest.raises(airlock.InvalidArgumentError):
+        st.create_volume("data", 20 << 20)
+    with pytest.raises(airlock.InvalidArgumentError):
+        st.create_volume("../escape", 20 << 20)
+    (v,) = st.volumes()
+    assert (v.name, v.size_bytes, v.in_use) == ("data", 20 << 20, False)
+    st.snapshot_volume("data", "data-v1")
+    st.volume_from_snapshot("data-v1", "copy")
+    assert sorted(x.name for x in st.volumes()) == ["copy", "data"]
+    assert [(s.name, s.is_root) for s in st.snapshots()] == [("data-v1", False)]
+    with pytest.raises(airlock.NotFoundError):
+        st.volume_from_snapshot("absent", "copy2")
+    st.remove_snapshot("data-v1")
+    st.remove_volume("copy")
+    st.remove_volume("data")
+    assert st.volumes() == [] and st.snapshots() == []
+
+
+def test_storage_options_reach_the_library(tmp_path):
+    # The volume is checked before the kernel is loaded: its name in the error proves the option
+    # crossed the C ABI intact.
+    with pytest.raises(airlock.NotFoundError) as e:
+        airlock.Sandbox(kernel="/nonexistent/kernel", initramfs="/nonexistent/initrd",
+                        storage_dir=str(tmp_path), volumes=[airlock.Volume("absent", "/data")])
+    assert "absent" in str(e.value)
+    with pytest.raises(airlock.InvalidArgumentError):
+        airlock.Sandbox(kernel="/nonexistent/kernel", storage_dir=str(tmp_path),
+                        snapshottable_root=True)
