@@ -83,7 +83,7 @@ std::string sha256_hex(std::string_view data) {
 
 }  // namespace
 
-TEST_CASE("lifecycle: timeout kills and frees everything; extend and max_lifetime") {
+TEST_CASE("lifecycle: timeout kills and frees everything - extend and max_lifetime") {
   Usage before = usage();
   auto created = std::chrono::steady_clock::now();
   auto sb = boot({.timeout = 60000ms, .max_lifetime = 90000ms});
@@ -147,7 +147,7 @@ TEST_CASE("lifecycle: timeout kills and frees everything; extend and max_lifetim
   CHECK(sb->status().code() == Errc::timeout);
 }
 
-TEST_CASE("lifecycle: a 4 GiB guest - stats, expose_http with curl, kill") {
+TEST_CASE("lifecycle: a 4 GiB guest - stats and expose_http with curl and kill") {
   Usage before = usage();
   auto sb = boot({.memory_bytes = 4ull << 30, .vcpus = 2});
   auto mem = must(sb->sh("grep MemTotal /proc/meminfo"));
@@ -180,7 +180,9 @@ TEST_CASE("lifecycle: a 4 GiB guest - stats, expose_http with curl, kill") {
   auto httpd = sb->spawn({"busybox", "httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/www"});
   REQUIRE_MESSAGE(httpd.ok(), httpd.status().to_string());
   // Until it listens (the guest needs a moment to start it).
-  must(sb->sh("for i in $(seq 100); do nc -z 127.0.0.1 8080 && exit 0; sleep 0.1; done; exit 1"));
+  CHECK(must(sb->sh("for i in $(seq 100); do wget -q -O /dev/null "
+                    "http://127.0.0.1:8080/hello.txt && exit 0; sleep 0.1; done; exit 1"))
+            .exit_code == 0);
   auto url = sb->expose_http(8080);
   REQUIRE_MESSAGE(url.ok(), url.status().to_string());
   MESSAGE("exposed at ", *url);

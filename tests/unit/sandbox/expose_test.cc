@@ -176,7 +176,7 @@ std::string read_all(int fd) {
 
 }  // namespace
 
-TEST_CASE("expose: bytes flow both ways through the guest forwarder, with half-close") {
+TEST_CASE("expose: bytes flow both ways through the guest forwarder with half-close") {
   GuestForwarder guest;
   EchoServer server;
   auto f = PortForwarder::start(server.port, guest.dialer());
@@ -233,7 +233,7 @@ TEST_CASE("expose: a guest port nobody listens on closes the host connection") {
   close(c);
 }
 
-TEST_CASE("expose: a hostile forwarder (garbage reply, silence) ends only its connection") {
+TEST_CASE("expose: a hostile forwarder (garbage reply or silence) ends only its connection") {
   // A fake guest side: for the first connection replies garbage, for the second says nothing.
   std::atomic<int> mode{0};
   std::vector<int> held;
@@ -269,7 +269,7 @@ TEST_CASE("expose: a hostile forwarder (garbage reply, silence) ends only its co
   CHECK(open_fds() == fds_before);
 }
 
-TEST_CASE("expose: stop() closes open connections, joins everything and frees the fds") {
+TEST_CASE("expose: stop() closes open connections and joins everything and frees the fds") {
   GuestForwarder guest;
   EchoServer server;
   size_t fds_before = open_fds();
@@ -296,7 +296,7 @@ TEST_CASE("expose: stop() closes open connections, joins everything and frees th
   CHECK(open_fds() == fds_before);
 }
 
-TEST_CASE("expose: connections beyond the limit are refused, the others keep working") {
+TEST_CASE("expose: connections beyond the limit are refused and the others keep working") {
   GuestForwarder guest;
   EchoServer server;
   ForwarderOptions o;
@@ -321,7 +321,7 @@ TEST_CASE("expose: connections beyond the limit are refused, the others keep wor
   close(b);
 }
 
-TEST_CASE("forward protocol: requests and replies round-trip, malformed ones are refused") {
+TEST_CASE("forward protocol: requests and replies round-trip and malformed ones are refused") {
   namespace fwd = airlock::agent::forward;
   std::string r = fwd::encode_request(8080);
   REQUIRE(r.size() == fwd::kMessageSize);

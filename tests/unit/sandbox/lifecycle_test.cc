@@ -19,7 +19,7 @@ TEST_CASE("lifetime: options are checked") {
   CHECK(st.message().find("max_lifetime") != std::string::npos);
 }
 
-TEST_CASE("lifetime: no timeout never expires; a timeout expires with a clear status") {
+TEST_CASE("lifetime: no timeout never expires and a timeout expires with a clear status") {
   auto t0 = Clock::now();
   Lifetime none;
   none.start(0ms, 0ms, t0);
@@ -35,7 +35,7 @@ TEST_CASE("lifetime: no timeout never expires; a timeout expires with a clear st
   CHECK(st.message() == "sandbox timed out after 1000 ms and was killed");
 }
 
-TEST_CASE("lifetime: extend and set_timeout move the deadline, max_lifetime caps them") {
+TEST_CASE("lifetime: extend and set_timeout move the deadline and max_lifetime caps them") {
   auto t0 = Clock::now();
   Lifetime l;
   l.start(1000ms, 5000ms, t0);

@@ -19,7 +19,7 @@ Status create_status(SandboxOptions o) {
 
 }  // namespace
 
-TEST_CASE("sandbox options: memory, vcpus and lifetimes out of range are invalid_argument") {
+TEST_CASE("sandbox options: memory and vcpus and lifetimes out of range are invalid_argument") {
   SandboxOptions o;
   o.memory_bytes = 128ull << 20;
   Status st = create_status(o);
