@@ -590,6 +590,8 @@ int airlock_sandbox_create(const airlock_sandbox_options* options, airlock_sandb
     if (int rc = env_map(c.env, c.env_count, &o.env, "options.env")) return rc;
     if (int rc = apply_network(o, c, handle.get())) return rc;
     if (int rc = apply_storage(o, c)) return rc;
+    o.timeout = clamp_ms(c.timeout_ms);
+    o.max_lifetime = clamp_ms(c.max_lifetime_ms);
     if (c.on_console) {
       o.on_console = output_trampoline(c.on_console, c.console_user_data, handle->gate);
     }
@@ -1102,6 +1104,84 @@ int airlock_snapshot_remove(const char* store_dir, const char* name) {
     if (!st.ok()) return fail(st.status());
     return fail(st->remove_snapshot(name));
   });
+}
+
+void airlock_sandbox_stats_init(airlock_sandbox_stats* s) {
+  if (!s) return;
+  std::memset(s, 0, sizeof(*s));
+  s->struct_size = sizeof(*s);
+  s->time_left_ms = -1;
+}
+
+int airlock_sandbox_set_timeout(airlock_sandbox* sandbox, uint64_t timeout_ms) {
+  return guard([&] {
+    std::shared_ptr<airlock_sandbox> h;
+    if (int rc = lookup(sandbox, &h)) return rc;
+    return fail(h->sandbox->set_timeout(clamp_ms(timeout_ms)));
+  });
+}
+
+int airlock_sandbox_extend(airlock_sandbox* sandbox, uint64_t more_ms) {
+  return guard([&] {
+    std::shared_ptr<airlock_sandbox> h;
+    if (int rc = lookup(sandbox, &h)) return rc;
+    return fail(h->sandbox->extend(clamp_ms(more_ms)));
+  });
+}
+
+int airlock_sandbox_kill(airlock_sandbox* sandbox) {
+  return guard([&] {
+    std::shared_ptr<airlock_sandbox> h;
+    if (int rc = lookup(sandbox, &h)) return rc;
+    h->sandbox->kill();
+    return AIRLOCK_OK;
+  });
+}
+
+int airlock_sandbox_stats_get(airlock_sandbox* sandbox, airlock_sandbox_stats* out) {
+  return guard([&] {
+    if (int rc = check_out_struct(out, "stats")) return rc;
+    std::shared_ptr<airlock_sandbox> h;
+    if (int rc = lookup(sandbox, &h)) return rc;
+    airlock::SandboxStats s = h->sandbox->stats();
+    out->uptime_ms = static_cast<uint64_t>(s.uptime.count());
+    out->vcpu_time_ns = static_cast<uint64_t>(s.vcpu_time.count());
+    out->memory_bytes = s.memory_bytes;
+    out->memory_resident_bytes = s.memory_resident_bytes;
+    out->net_bytes_up = s.net_bytes_up;
+    out->net_bytes_down = s.net_bytes_down;
+    out->net_requests = s.net_requests;
+    out->commands = s.commands;
+    out->time_left_ms = s.time_left ? static_cast<int64_t>(s.time_left->count()) : -1;
+    out->running = s.running ? 1 : 0;
+    return AIRLOCK_OK;
+  });
+}
+
+namespace {
+
+int expose(airlock_sandbox* sandbox, uint32_t guest_port, bool http, char** out) {
+  if (int rc = need(out, "out")) return rc;
+  *out = nullptr;
+  if (guest_port == 0 || guest_port > 65535)
+    return fail(Errc::invalid_argument, "guest_port must be 1 to 65535");
+  std::shared_ptr<airlock_sandbox> h;
+  if (int rc = lookup(sandbox, &h)) return rc;
+  auto port = static_cast<uint16_t>(guest_port);
+  auto r = http ? h->sandbox->expose_http(port) : h->sandbox->expose_port(port);
+  if (!r.ok()) return fail(r.status());
+  *out = dup_bytes(*r);
+  return AIRLOCK_OK;
+}
+
+}  // namespace
+
+int airlock_sandbox_expose_port(airlock_sandbox* sandbox, uint32_t guest_port, char** address) {
+  return guard([&] { return expose(sandbox, guest_port, false, address); });
+}
+
+int airlock_sandbox_expose_http(airlock_sandbox* sandbox, uint32_t guest_port, char** url) {
+  return guard([&] { return expose(sandbox, guest_port, true, url); });
 }
 
 int airlock_sandbox_snapshot(airlock_sandbox* sandbox, const char* name) {

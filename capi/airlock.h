@@ -191,7 +191,9 @@ typedef struct airlock_sandbox_options {
   void *audit_user_data;
   airlock_hook_fn request_hook;
   void *hook_user_data;
-  uint32_t hook_deadline_ms; /* 0: default; ignored where the deadline is not configurable */
+  /* How long the proxy waits for request_hook's decision; past it the request is refused with
+   * 403 and the late decision is dropped. 0: default (2000 ms). */
+  uint32_t hook_deadline_ms;
   /* Upstream name overrides, like curl --resolve: name "host" or "host:port", value an IP
    * literal. Mostly for tests against local upstreams. */
   const airlock_env_var *resolve_override;
@@ -211,7 +213,13 @@ typedef struct airlock_sandbox_options {
   uint64_t root_upper_bytes;
   const airlock_volume_mount *volumes;
   size_t volumes_count;
-  const char *storage_dir;
+  const char *storage_dir; /* the store of volumes and snapshots; NULL: the default */
+  /* ---- lifecycle ---- */
+  /* The sandbox is killed, and everything it holds freed, this long after create returns; its
+   * status is then AIRLOCK_E_TIMEOUT. 0: no timeout. airlock_sandbox_set_timeout/extend move it. */
+  uint64_t timeout_ms;
+  /* Hard cap no set_timeout/extend may pass (AIRLOCK_E_RESOURCE_EXHAUSTED). 0: none. */
+  uint64_t max_lifetime_ms;
 } airlock_sandbox_options;
 
 typedef struct airlock_exec_options {
@@ -368,6 +376,46 @@ AIRLOCK_API int airlock_snapshot_remove(const char *store_dir, const char *name)
 /* A snapshot of a running sandbox's root, into its options' store (needs snapshottable_root);
  * boot it with airlock_sandbox_options.root_snapshot. */
 AIRLOCK_API int airlock_sandbox_snapshot(airlock_sandbox *sandbox, const char *name);
+
+/* ---- Lifecycle, metering, exposed ports ----
+ * memory_bytes must be 256 MiB to 4 GiB in whole MiB and vcpus 1 to 64, else create fails with
+ * AIRLOCK_E_INVALID_ARGUMENT. */
+
+/* Metering figures (airlock_sandbox_stats); frozen at their final values once the sandbox ended. */
+typedef struct airlock_sandbox_stats {
+  size_t struct_size;
+  uint64_t uptime_ms;             /* since create was called, until now or the end */
+  uint64_t vcpu_time_ns;          /* CPU time of the vCPU threads, summed */
+  uint64_t memory_bytes;          /* guest RAM configured */
+  uint64_t memory_resident_bytes; /* guest RAM the host actually backs */
+  uint64_t net_bytes_up;          /* through the egress proxy, to upstreams */
+  uint64_t net_bytes_down;        /* through the egress proxy, back to the guest */
+  uint64_t net_requests;          /* requests the proxy handled */
+  uint64_t commands;              /* commands started (sh, exec, spawn) */
+  int64_t time_left_ms;           /* until the timeout or max lifetime; -1: no limit or ended */
+  int running;                    /* nonzero while the sandbox runs */
+} airlock_sandbox_stats;
+AIRLOCK_API void airlock_sandbox_stats_init(airlock_sandbox_stats *stats);
+
+/* The sandbox is killed timeout_ms from now (0: no timeout; max_lifetime_ms still applies).
+ * AIRLOCK_E_RESOURCE_EXHAUSTED when that passes max_lifetime_ms. */
+AIRLOCK_API int airlock_sandbox_set_timeout(airlock_sandbox *sandbox, uint64_t timeout_ms);
+/* Pushes the current timeout back by more_ms (> 0). AIRLOCK_E_INVALID_ARGUMENT without a
+ * timeout; AIRLOCK_E_RESOURCE_EXHAUSTED past max_lifetime_ms (the timeout is then unchanged). */
+AIRLOCK_API int airlock_sandbox_extend(airlock_sandbox *sandbox, uint64_t more_ms);
+/* Ends the sandbox at once (no graceful flush, unlike close) and frees what it holds; running
+ * calls fail with AIRLOCK_E_CLOSED. The handle stays valid until destroyed. Idempotent. */
+AIRLOCK_API int airlock_sandbox_kill(airlock_sandbox *sandbox);
+/* `stats` must be initialised (airlock_sandbox_stats_init). Works after the sandbox ended. */
+AIRLOCK_API int airlock_sandbox_stats_get(airlock_sandbox *sandbox, airlock_sandbox_stats *stats);
+/* Forwards a new host listener on 127.0.0.1 (ephemeral port) to TCP port guest_port (1-65535)
+ * on the guest's loopback; *address: "127.0.0.1:PORT", airlock_free(). The same address for the
+ * same port again. Connections close when the sandbox ends. */
+AIRLOCK_API int airlock_sandbox_expose_port(airlock_sandbox *sandbox, uint32_t guest_port,
+                                            char **address);
+/* As expose_port; *url: "http://127.0.0.1:PORT", airlock_free(). */
+AIRLOCK_API int airlock_sandbox_expose_http(airlock_sandbox *sandbox, uint32_t guest_port,
+                                            char **url);
 
 /* ---- Default environment of later commands ---- */
 

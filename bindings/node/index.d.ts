@@ -29,10 +29,35 @@ export interface SandboxOptions {
   onAudit?: (event: AuditEvent) => void;
   /** Runs (synchronously, on the event loop) before each allowed request goes upstream. */
   requestHook?: (request: HookRequest) => HookDecision | undefined | null;
+  /** Milliseconds the proxy waits for requestHook's answer; past it the request gets 403.
+   * Default 2000. */
+  hookDeadline?: number;
   /** Upstream overrides {"host[:port]": "ip"}, for tests against local servers. */
   resolveOverride?: Record<string, string>;
   /** Extra PEM CA files trusted upstream. */
   extraCaFiles?: string[];
+  /** Milliseconds after boot when the sandbox is killed (everything freed); 0/absent: none.
+   * Sandbox.setTimeout()/extend() move it. */
+  timeout?: number;
+  /** Milliseconds: a hard cap setTimeout()/extend() cannot pass. */
+  maxLifetime?: number;
+}
+
+export interface SandboxStats {
+  uptimeMs: number;
+  /** CPU time of the vCPU threads. */
+  vcpuTimeNs: number;
+  memoryBytes: number;
+  memoryResidentBytes: number;
+  /** Through the egress proxy. */
+  netBytesUp: number;
+  netBytesDown: number;
+  netRequests: number;
+  /** Commands started (sh, exec, spawn). */
+  commands: number;
+  /** Until the timeout or max lifetime; null without either, or once ended. */
+  timeLeftMs: number | null;
+  running: boolean;
 }
 
 export interface AuditEvent {
@@ -147,6 +172,11 @@ export interface Env {
 
 export type ShTag = (strings: TemplateStringsArray, ...values: unknown[]) => ResultPromise;
 
+/**
+ * A microVM. Close it when done. `await using sb = await Sandbox.create()` needs Node >= 24;
+ * on Node 20 and 22 use `const sb = await Sandbox.create(); try { ... } finally { await
+ * sb.close(); }` (Symbol.asyncDispose is implemented, and defined if the runtime lacks it).
+ */
 export declare class Sandbox {
   static create(options?: SandboxOptions): Promise<Sandbox>;
   readonly files: Files;
@@ -162,6 +192,14 @@ export declare class Sandbox {
   ping(timeoutMs?: number): Promise<void>;
   status(): AirlockError | null;
   console(): Promise<Buffer>;
+  setTimeout(ms: number): Promise<void>;
+  extend(ms: number): Promise<void>;
+  kill(): Promise<void>;
+  stats(): SandboxStats;
+  /** "127.0.0.1:PORT" forwarding to the guest's TCP `port`. */
+  exposePort(port: number): Promise<string>;
+  /** "http://127.0.0.1:PORT". */
+  exposeHttp(port: number): Promise<string>;
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }

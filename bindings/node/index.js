@@ -92,7 +92,20 @@ async function call(fn, ...args) {
   }
 }
 
-const asyncDispose = Symbol.asyncDispose ?? Symbol.for('nodejs.asyncDispose');
+// Explicit resource management: `await using sb = await Sandbox.create()` needs a runtime with
+// the `using` syntax (Node 24+; Node 20 and 22 do not parse it). On Node 20 write
+//   const sb = await Sandbox.create(); try { ... } finally { await sb.close(); }
+// Sandbox and Process still implement Symbol.asyncDispose for runtimes and tools (TypeScript's
+// downlevel `await using`, DisposableStack polyfills) that call it. Where Symbol.asyncDispose is
+// missing it is defined here as Symbol.for('nodejs.asyncDispose'), the symbol Node itself uses,
+// so every library agrees on one key.
+if (typeof Symbol.asyncDispose !== 'symbol') {
+  Object.defineProperty(Symbol, 'asyncDispose', {
+    value: Symbol.for('nodejs.asyncDispose'), writable: false, enumerable: false,
+    configurable: false,
+  });
+}
+const asyncDispose = Symbol.asyncDispose;
 
 /** POSIX shell quoting: the value arrives as one word, whatever it contains. */
 function quote(value) {
@@ -252,7 +265,12 @@ class Sandbox {
    * to every allowNet host), env, memoryMb, vcpus, kernel, initramfs, bootTimeout (ms),
    * onConsole(Buffer), onAudit(event) (one per proxied request; names only, never values),
    * requestHook(request) -> undefined (allow) | {allow: false, status, message} |
-   * {setHeaders, removeHeaders} (synchronous; throwing denies), resolveOverride, extraCaFiles.
+   * {setHeaders, removeHeaders} (synchronous; throwing denies), hookDeadline (ms the proxy
+   * waits for requestHook's answer before refusing the request with 403; default 2000),
+   * resolveOverride, extraCaFiles, timeout (ms: the sandbox is killed and everything freed
+   * this long after it booted; setTimeout()/extend() move it), maxLifetime (ms, a cap they
+   * cannot pass). memoryMb must be 256 to 4096 and vcpus 1 to 64.
+   * Node 20 has no `await using`: close in `finally` (`try { ... } finally { await sb.close(); }`).
    */
   static async create(options = {}) {
     const h = await call(native.create, {
@@ -261,7 +279,8 @@ class Sandbox {
       allowNet: options.allowNet, secrets: normaliseSecrets(options.secrets, options.allowNet),
       onConsole: options.onConsole, resolveOverride: options.resolveOverride,
       extraCaFiles: options.extraCaFiles, onAudit: options.onAudit,
-      requestHook: options.requestHook,
+      requestHook: options.requestHook, hookDeadlineMs: options.hookDeadline,
+      timeoutMs: options.timeout, maxLifetimeMs: options.maxLifetime,
     });
     return new Sandbox(h);
   }
@@ -312,6 +331,28 @@ class Sandbox {
   console() { return call(native.console, this._h); }
   get closed() { return this._closed; }
 
+  /** Kills the sandbox `ms` from now (0: no timeout; maxLifetime still applies). Rejects with
+   * ResourceExhaustedError past maxLifetime. */
+  setTimeout(ms) { return call(native.lifecycle, 'setTimeout', this._h, ms); }
+  /** Pushes the current timeout back by `ms`: InvalidArgumentError without a timeout,
+   * ResourceExhaustedError past maxLifetime (the timeout is then unchanged). */
+  extend(ms) { return call(native.lifecycle, 'extend', this._h, ms); }
+  /** Ends the sandbox at once (no graceful flush) and frees what it holds; calls in flight
+   * reject with ClosedError. status() and stats() still work; close() releases the handle. */
+  kill() { return call(native.lifecycle, 'kill', this._h, 0); }
+  /** Metering figures; frozen once the sandbox ended. */
+  stats() {
+    try {
+      return native.stats(this._h);
+    } catch (e) {
+      throw wrapError(e);
+    }
+  }
+  /** Forwards a new 127.0.0.1 listener to TCP `port` in the guest: "127.0.0.1:PORT". */
+  exposePort(port) { return call(native.expose, this._h, port, false); }
+  /** exposePort() as a URL: "http://127.0.0.1:PORT". */
+  exposeHttp(port) { return call(native.expose, this._h, port, true); }
+
   /** Stops the microVM and frees it; calls in flight reject with ClosedError. Idempotent. */
   async close() {
     if (this._closed) return;
@@ -320,6 +361,13 @@ class Sandbox {
   }
   async [asyncDispose]() { await this.close(); }
 }
+
+// Internal, for bench/bindings only (not API, may change): runs sh("true") n times through the
+// C ABI on this sandbox's handle, on the addon's pool thread; resolves to the round trips in ns.
+Object.defineProperty(Sandbox.prototype, '_benchShLoop', {
+  value(n) { return call(native._benchShLoop, this._h, n); },
+  enumerable: false,
+});
 
 const versions = native.versions();
 

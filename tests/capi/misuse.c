@@ -243,6 +243,51 @@ static void storage(void) {
   CHECK(system(cmd) == 0);
 }
 
+/* Lifecycle, stats and exposed ports with bad handles and arguments. */
+static void lifecycle(void) {
+  char fake_storage[256];
+  airlock_sandbox *fake = (airlock_sandbox *)(void *)fake_storage;
+  airlock_sandbox_stats st;
+  airlock_sandbox_options o;
+  airlock_sandbox *sb = (airlock_sandbox *)1;
+  char *addr = (char *)1;
+
+  memset(fake_storage, 0xab, sizeof fake_storage);
+  airlock_sandbox_stats_init(&st);
+  CHECK(st.struct_size == sizeof st && st.time_left_ms == -1 && st.running == 0);
+  CHECK_RC(airlock_sandbox_set_timeout(NULL, 1000), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK_RC(airlock_sandbox_extend(fake, 1000), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK_RC(airlock_sandbox_kill(NULL), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK_RC(airlock_sandbox_kill(fake), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK_RC(airlock_sandbox_stats_get(fake, &st), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK_RC(airlock_sandbox_stats_get(fake, NULL), AIRLOCK_E_INVALID_ARGUMENT);
+  st.struct_size = 8;
+  CHECK_RC(airlock_sandbox_stats_get(fake, &st), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK(contains(airlock_last_error(), "struct_size"));
+  CHECK_RC(airlock_sandbox_expose_http(fake, 8080, &addr), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK(addr == NULL);
+  CHECK_RC(airlock_sandbox_expose_port(fake, 8080, NULL), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK_RC(airlock_sandbox_expose_port(fake, 0, &addr), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK_RC(airlock_sandbox_expose_port(fake, 70000, &addr), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK(contains(airlock_last_error(), "65535"));
+  /* Out-of-range sizes and lifetimes are refused before anything boots. */
+  airlock_sandbox_options_init(&o);
+  o.kernel_path = "/nonexistent/kernel";
+  o.memory_bytes = 100ull << 20;
+  CHECK_RC(airlock_sandbox_create(&o, &sb), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK(sb == NULL && contains(airlock_last_error(), "memory"));
+  o.memory_bytes = 5ull << 30;
+  CHECK_RC(airlock_sandbox_create(&o, &sb), AIRLOCK_E_INVALID_ARGUMENT);
+  o.memory_bytes = 0;
+  o.vcpus = 1000;
+  CHECK_RC(airlock_sandbox_create(&o, &sb), AIRLOCK_E_INVALID_ARGUMENT);
+  o.vcpus = 0;
+  o.timeout_ms = 10000;
+  o.max_lifetime_ms = 5000;
+  CHECK_RC(airlock_sandbox_create(&o, &sb), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK(contains(airlock_last_error(), "max_lifetime"));
+}
+
 int main(void) {
   pthread_t threads[8];
   int i;
@@ -250,6 +295,7 @@ int main(void) {
   struct_sizes();
   bad_arguments();
   thread_local_errors();
+  lifecycle();
   storage();
   for (i = 0; i < 8; i++) pthread_create(&threads[i], NULL, hammer, NULL);
   for (i = 0; i < 8; i++) pthread_join(threads[i], NULL);

@@ -242,6 +242,63 @@ static void count_late(const char *data, size_t len, void *user_data) {
   usleep(1000);
 }
 
+/* Stats, timeouts and an exposed HTTP server read with the host's curl. */
+static void lifecycle(airlock_sandbox *sb) {
+  airlock_sandbox_stats st;
+  airlock_exec_result r;
+  airlock_spawn_options so;
+  airlock_process *httpd = NULL;
+  const char *httpd_argv[] = {"busybox", "httpd", "-f", "-p", "127.0.0.1:8090", "-h", "/srv"};
+  char *url = NULL, *again = NULL, cmd[256], body[256];
+  size_t n;
+  FILE *curl;
+
+  airlock_sandbox_stats_init(&st);
+  CHECK_RC(airlock_sandbox_stats_get(sb, &st), AIRLOCK_OK);
+  CHECK(st.running == 1 && st.commands > 0 && st.vcpu_time_ns > 0 && st.uptime_ms > 0);
+  CHECK(st.memory_bytes == 512ull << 20 && st.memory_resident_bytes > 0);
+  CHECK(st.time_left_ms == -1);
+  CHECK_RC(airlock_sandbox_extend(sb, 1000), AIRLOCK_E_INVALID_ARGUMENT); /* no timeout yet */
+  CHECK_RC(airlock_sandbox_set_timeout(sb, 600000), AIRLOCK_OK);
+  CHECK_RC(airlock_sandbox_extend(sb, 60000), AIRLOCK_OK);
+  CHECK_RC(airlock_sandbox_stats_get(sb, &st), AIRLOCK_OK);
+  CHECK(st.time_left_ms > 600000 && st.time_left_ms <= 660000);
+  CHECK_RC(airlock_sandbox_set_timeout(sb, 0), AIRLOCK_OK);
+
+  airlock_exec_result_init(&r);
+  CHECK_RC(airlock_sandbox_sh(sb, "mkdir -p /srv && echo 'hello from the guest' > /srv/index.html",
+                              NULL, &r),
+           AIRLOCK_OK);
+  airlock_exec_result_free(&r);
+  airlock_spawn_options_init(&so);
+  CHECK_RC(airlock_sandbox_spawn(sb, httpd_argv, 7, &so, &httpd), AIRLOCK_OK);
+  CHECK_RC(airlock_sandbox_sh(sb, "for i in $(seq 100); do wget -q -O /dev/null "
+                                  "http://127.0.0.1:8090/index.html && exit 0; sleep 0.1; done; "
+                                  "exit 1",
+                              NULL, &r),
+           AIRLOCK_OK);
+  CHECK(r.exit_code == 0);
+  airlock_exec_result_free(&r);
+  CHECK_RC(airlock_sandbox_expose_http(sb, 8090, &url), AIRLOCK_OK);
+  CHECK(url != NULL && strncmp(url, "http://127.0.0.1:", 17) == 0);
+  CHECK_RC(airlock_sandbox_expose_port(sb, 8090, &again), AIRLOCK_OK);
+  CHECK(again != NULL && url != NULL && strcmp(again, url + 7) == 0);
+  if (url) {
+    snprintf(cmd, sizeof cmd, "curl -sS --max-time 60 %s/index.html", url);
+    curl = popen(cmd, "r");
+    CHECK(curl != NULL);
+    if (curl) {
+      n = fread(body, 1, sizeof body - 1, curl);
+      body[n] = 0;
+      pclose(curl);
+      CHECK(strcmp(body, "hello from the guest\n") == 0);
+    }
+  }
+  airlock_free(url);
+  airlock_free(again);
+  CHECK_RC(airlock_process_destroy(httpd), AIRLOCK_OK);
+}
+
 int main(void) {
   airlock_sandbox *sb;
   pthread_t threads[6];
@@ -258,6 +315,7 @@ int main(void) {
   commands(sb);
   processes(sb);
   files_and_env(sb);
+  lifecycle(sb);
   for (i = 0; i < 4; i++) pthread_create(&threads[i], NULL, many_sh, sb);
   for (i = 0; i < 4; i++) pthread_join(threads[i], NULL);
 
@@ -297,6 +355,30 @@ int main(void) {
   usleep(1500 * 1000);
   CHECK_RC(airlock_sandbox_destroy(sb), AIRLOCK_OK);
   for (i = 0; i < 3; i++) pthread_join(threads[i], NULL);
+
+  /* A third one with a 2 s timeout: it ends by itself (AIRLOCK_E_TIMEOUT); kill is then a no-op. */
+  {
+    airlock_sandbox_options o;
+    airlock_sandbox_stats st;
+    airlock_sandbox_options_init(&o);
+    o.boot_timeout_ms = 240000;
+    o.timeout_ms = 2000;
+    o.max_lifetime_ms = 60000;
+    sb = NULL;
+    CHECK_RC(airlock_sandbox_create(&o, &sb), AIRLOCK_OK);
+    if (sb) {
+      CHECK_RC(airlock_sandbox_extend(sb, 120000), AIRLOCK_E_RESOURCE_EXHAUSTED);
+      CHECK_RC(airlock_sandbox_sh(sb, "sleep 600", NULL, &r), AIRLOCK_E_TIMEOUT);
+      CHECK(strstr(airlock_last_error(), "timed out") != NULL);
+      CHECK_RC(airlock_sandbox_status(sb), AIRLOCK_E_TIMEOUT);
+      airlock_sandbox_stats_init(&st);
+      CHECK_RC(airlock_sandbox_stats_get(sb, &st), AIRLOCK_OK);
+      CHECK(st.running == 0 && st.time_left_ms == -1 && st.commands == 1);
+      CHECK_RC(airlock_sandbox_kill(sb), AIRLOCK_OK);
+      CHECK_RC(airlock_sandbox_status(sb), AIRLOCK_E_TIMEOUT);
+      CHECK_RC(airlock_sandbox_destroy(sb), AIRLOCK_OK);
+    }
+  }
 
   if (failures) {
     fprintf(stderr, "%d checks failed\n", failures);

@@ -8,6 +8,7 @@
 // Threads: JS entry points run on the main thread; Job::work runs on pool threads.
 #include <node_api.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -65,10 +66,17 @@ namespace {
   X(airlock_sandbox_create)       \
   X(airlock_sandbox_destroy)      \
   X(airlock_sandbox_exec)         \
+  X(airlock_sandbox_expose_http)  \
+  X(airlock_sandbox_expose_port)  \
+  X(airlock_sandbox_extend)       \
+  X(airlock_sandbox_kill)         \
   X(airlock_sandbox_options_init) \
   X(airlock_sandbox_ping)         \
+  X(airlock_sandbox_set_timeout)  \
   X(airlock_sandbox_sh)           \
   X(airlock_sandbox_spawn)        \
+  X(airlock_sandbox_stats_get)    \
+  X(airlock_sandbox_stats_init)   \
   X(airlock_sandbox_status)       \
   X(airlock_spawn_options_init)   \
   X(airlock_status_name)          \
@@ -310,6 +318,9 @@ struct Stream {
   napi_ref on_hook = nullptr;
   napi_ref callback_error = nullptr;  // first exception a callback threw
   napi_threadsafe_function tsfn = nullptr;
+  // How long a proxy thread waits for requestHook's answer (hookDeadline, else 10 s); the proxy
+  // itself refuses the request once its own hook deadline passes.
+  std::chrono::milliseconds hook_wait{10000};
 };
 
 void settle(napi_env env, Job* job);
@@ -522,7 +533,7 @@ int on_hook(const airlock_hook_request* r, airlock_hook_decision* d, void* user)
   std::unique_lock lock(h->mutex);
   // Bounded: a busy event loop must not hold a proxy worker forever (the proxy has its own
   // deadline too); no answer in time denies.
-  if (!h->cv.wait_for(lock, std::chrono::seconds(10), [&] { return h->done; })) return 1;
+  if (!h->cv.wait_for(lock, s->hook_wait, [&] { return h->done; })) return 1;
   if (!h->allow) return airlock_hook_deny(d, h->status, h->message.c_str()) == 0 ? 0 : 1;
   for (auto& [k, v] : h->set_headers) airlock_hook_set_header(d, k.c_str(), v.c_str());
   for (auto& k : h->remove_headers) airlock_hook_remove_header(d, k.c_str());
@@ -740,7 +751,8 @@ struct CreateInputs {
   std::vector<Secret> secrets;
   std::vector<std::pair<std::string, std::string>> resolve_override;
   std::vector<std::string> extra_ca_files;
-  double memory_mb = 0, vcpus = 0, boot_timeout_ms = 0;
+  double memory_mb = 0, vcpus = 0, boot_timeout_ms = 0, hook_deadline_ms = 0;
+  double timeout_ms = 0, max_lifetime_ms = 0;
 };
 
 napi_value Create(napi_env env, napi_callback_info info) {
@@ -751,6 +763,9 @@ napi_value Create(napi_env env, napi_callback_info info) {
       !opt_string(env, o, "initramfs", &in->initramfs, &in->has_initramfs) ||
       !opt_number(env, o, "memoryMb", &in->memory_mb) || !opt_number(env, o, "vcpus", &in->vcpus) ||
       !opt_number(env, o, "bootTimeoutMs", &in->boot_timeout_ms) ||
+      !opt_number(env, o, "hookDeadlineMs", &in->hook_deadline_ms) ||
+      !opt_number(env, o, "timeoutMs", &in->timeout_ms) ||
+      !opt_number(env, o, "maxLifetimeMs", &in->max_lifetime_ms) ||
       !string_map(env, prop(env, o, "env"), &in->env) ||
       !string_map(env, prop(env, o, "resolveOverride"), &in->resolve_override))
     return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "bad sandbox options");
@@ -788,6 +803,9 @@ napi_value Create(napi_env env, napi_callback_info info) {
   if (cb_console || cb_audit || cb_hook) {
     ref->console = make_stream(env, nullptr, nullptr, cb_console, cb_audit, cb_hook);
     if (ref->console) napi_unref_threadsafe_function(env, ref->console->tsfn);
+    if (ref->console && in->hook_deadline_ms >= 1)
+      ref->console->hook_wait =
+          std::chrono::milliseconds(static_cast<int64_t>(std::min(in->hook_deadline_ms, 6e5)));
   }
   auto job = std::make_unique<Job>();
   job->keep = in;
@@ -818,6 +836,8 @@ napi_value Create(napi_env env, napi_callback_info info) {
     o.memory_bytes = static_cast<uint64_t>(in->memory_mb) << 20;
     o.vcpus = static_cast<uint32_t>(in->vcpus);
     o.boot_timeout_ms = static_cast<uint32_t>(in->boot_timeout_ms);
+    o.timeout_ms = static_cast<uint64_t>(std::max(0.0, in->timeout_ms));
+    o.max_lifetime_ms = static_cast<uint64_t>(std::max(0.0, in->max_lifetime_ms));
     o.env = envv.data();
     o.env_count = envv.size();
     o.allow_net = allow.data();
@@ -835,6 +855,7 @@ napi_value Create(napi_env env, napi_callback_info info) {
     if (ref->console && ref->console->on_hook) {
       o.request_hook = on_hook;
       o.hook_user_data = ref->console;
+      o.hook_deadline_ms = static_cast<uint32_t>(std::min(in->hook_deadline_ms, 6e5));
     }
     return airlock_sandbox_create(&o, &j.new_sandbox);
   };
@@ -1193,6 +1214,92 @@ napi_value Console(napi_env env, napi_callback_info info) {
       bytes_js);
 }
 
+// ---- lifecycle, stats, exposed ports ----
+
+// lifecycle(op, handle, ms): "setTimeout" | "extend" | "kill"
+napi_value Lifecycle(napi_env env, napi_callback_info info) {
+  auto a = args(env, info, 3);
+  std::string op;
+  double ms = 0;
+  if (!a[0] || !get_string(env, a[0], &op))
+    return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "bad lifecycle op");
+  if (a[2] && type_of(env, a[2]) == napi_number) napi_get_value_double(env, a[2], &ms);
+  if (!(ms >= 0)) return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "negative duration");
+  auto value = static_cast<uint64_t>(std::min(ms, 9e15));
+  if (op == "setTimeout")
+    return sandbox_job(env, a[1], "airlock.setTimeout", [value](airlock_sandbox* sb, Job&) {
+      return airlock_sandbox_set_timeout(sb, value);
+    });
+  if (op == "extend")
+    return sandbox_job(env, a[1], "airlock.extend", [value](airlock_sandbox* sb, Job&) {
+      return airlock_sandbox_extend(sb, value);
+    });
+  if (op == "kill")
+    return sandbox_job(env, a[1], "airlock.kill",
+                       [](airlock_sandbox* sb, Job&) { return airlock_sandbox_kill(sb); });
+  return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "unknown lifecycle op " + op);
+}
+
+// stats(handle): synchronous (no I/O), numbers in ms/ns/bytes.
+napi_value Stats(napi_env env, napi_callback_info info) {
+  auto a = args(env, info, 1);
+  SandboxRef* ref;
+  if (!unwrap_sandbox(env, a[0], &ref)) return nullptr;
+  airlock_sandbox_stats s;
+  airlock_sandbox_stats_init(&s);
+  int rc = airlock_sandbox_stats_get(ref->sb, &s);
+  if (rc != 0) return throw_airlock(env, rc, airlock_last_error());
+  napi_value obj;
+  napi_create_object(env, &obj);
+  auto set = [&](const char* name, double v) {
+    napi_value n;
+    napi_create_double(env, v, &n);
+    napi_set_named_property(env, obj, name, n);
+  };
+  set("uptimeMs", static_cast<double>(s.uptime_ms));
+  set("vcpuTimeNs", static_cast<double>(s.vcpu_time_ns));
+  set("memoryBytes", static_cast<double>(s.memory_bytes));
+  set("memoryResidentBytes", static_cast<double>(s.memory_resident_bytes));
+  set("netBytesUp", static_cast<double>(s.net_bytes_up));
+  set("netBytesDown", static_cast<double>(s.net_bytes_down));
+  set("netRequests", static_cast<double>(s.net_requests));
+  set("commands", static_cast<double>(s.commands));
+  napi_value left, running;
+  if (s.time_left_ms < 0)
+    napi_get_null(env, &left);
+  else
+    napi_create_double(env, static_cast<double>(s.time_left_ms), &left);
+  napi_set_named_property(env, obj, "timeLeftMs", left);
+  napi_get_boolean(env, s.running != 0, &running);
+  napi_set_named_property(env, obj, "running", running);
+  return obj;
+}
+
+// expose(handle, port, http) -> Promise<string>
+napi_value Expose(napi_env env, napi_callback_info info) {
+  auto a = args(env, info, 3);
+  double port = 0;
+  bool http = false;
+  if (!a[1] || type_of(env, a[1]) != napi_number || napi_get_value_double(env, a[1], &port) ||
+      !(port >= 1 && port <= 65535) || port != static_cast<double>(static_cast<uint32_t>(port)))
+    return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "port must be an integer 1 to 65535");
+  if (a[2]) napi_get_value_bool(env, a[2], &http);
+  auto p = static_cast<uint32_t>(port);
+  return sandbox_job(
+      env, a[0], http ? "airlock.exposeHttp" : "airlock.exposePort",
+      [p, http](airlock_sandbox* sb, Job& j) {
+        char* out = nullptr;
+        int rc = http ? airlock_sandbox_expose_http(sb, p, &out)
+                      : airlock_sandbox_expose_port(sb, p, &out);
+        return take(j, rc, out, out ? std::strlen(out) : 0);
+      },
+      [](napi_env env, Job& j) {
+        napi_value v;
+        napi_create_string_utf8(env, j.bytes.data(), j.bytes.size(), &v);
+        return v;
+      });
+}
+
 // fs(op, handle, a, b, c)
 napi_value Fs(napi_env env, napi_callback_info info) {
   auto a = args(env, info, 5);
@@ -1348,6 +1455,45 @@ napi_value Versions(napi_env env, napi_callback_info) {
   return obj;
 }
 
+// Internal, for bench/bindings only (index.js: Sandbox#_benchShLoop, not public API):
+// sh("true") `n` times through the C ABI on this sandbox's own handle, on a pool thread like
+// every other call, resolving to the round trips in nanoseconds. It is the C side of the
+// benchmark's Node-versus-C comparison, measured on the same sandbox as the binding's sh.
+napi_value BenchShLoop(napi_env env, napi_callback_info info) {
+  auto a = args(env, info, 2);
+  double n = 0;
+  if (!a[1] || napi_get_value_double(env, a[1], &n) != napi_ok || !(n >= 1 && n <= 1e6))
+    return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "n must be a number from 1 to 1e6");
+  auto samples = std::make_shared<std::vector<double>>();
+  const int count = static_cast<int>(n);
+  return sandbox_job(
+      env, a[0], "airlock.benchShLoop",
+      [samples, count](airlock_sandbox* sb, Job&) {
+        airlock_exec_result r;
+        airlock_exec_result_init(&r);
+        for (int i = 0; i < count; ++i) {
+          auto t0 = std::chrono::steady_clock::now();
+          int rc = airlock_sandbox_sh(sb, "true", nullptr, &r);
+          auto t1 = std::chrono::steady_clock::now();
+          if (rc != AIRLOCK_OK) return rc;
+          int code = r.exit_code;
+          airlock_exec_result_free(&r);
+          if (code != 0) return AIRLOCK_E_INTERNAL;  // `true` failed: nothing to measure
+          samples->push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
+        }
+        return AIRLOCK_OK;
+      },
+      [samples](napi_env env, Job&) -> napi_value {
+        napi_value arr, v;
+        napi_create_array_with_length(env, samples->size(), &arr);
+        for (size_t i = 0; i < samples->size(); ++i) {
+          napi_create_double(env, (*samples)[i], &v);
+          napi_set_element(env, arr, static_cast<uint32_t>(i), v);
+        }
+        return arr;
+      });
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   static std::string load_error = load_library();  // once per process
   if (!load_error.empty()) {
@@ -1375,7 +1521,11 @@ napi_value Init(napi_env env, napi_value exports) {
       {"console", Console},
       {"fs", Fs},
       {"env", Env},
+      {"lifecycle", Lifecycle},
+      {"stats", Stats},
+      {"expose", Expose},
       {"versions", Versions},
+      {"_benchShLoop", BenchShLoop},
   };
   for (const auto& f : fns) {
     napi_value v;

@@ -132,6 +132,59 @@ test('many calls at once', async () => {
   assert.deepEqual(rs, Array.from({ length: 12 }, (_, i) => String(i)));
 });
 
+test('stats and timeouts', async () => {
+  const st = sb.stats();
+  assert.equal(st.running, true);
+  assert.ok(st.commands > 0 && st.vcpuTimeNs > 0 && st.uptimeMs > 0);
+  assert.ok(st.memoryResidentBytes > 0 && st.memoryResidentBytes < st.memoryBytes);
+  assert.equal(st.timeLeftMs, null);
+  await assert.rejects(sb.extend(1000), airlock.InvalidArgumentError);
+  await sb.setTimeout(600000);
+  await sb.extend(60000);
+  const left = sb.stats().timeLeftMs;
+  assert.ok(left > 600000 && left <= 660000, `timeLeftMs ${left}`);
+  await sb.setTimeout(0);
+  assert.equal(sb.stats().timeLeftMs, null);
+  const before = sb.stats().commands;
+  await sb.sh`true`;
+  assert.equal(sb.stats().commands, before + 1);
+});
+
+test('exposeHttp reaches a server in the guest', async () => {
+  await sb.files.write('/srv/node/index.html', 'served to node\n');
+  const httpd = await sb.spawn(['busybox', 'httpd', '-f', '-p', '127.0.0.1:8092', '-h', '/srv/node']);
+  try {
+    const ready = await sb.sh('for i in $(seq 100); do wget -q -O /dev/null ' +
+      'http://127.0.0.1:8092/index.html && exit 0; sleep 0.1; done; exit 1');
+    assert.equal(ready.exitCode, 0);
+    const url = await sb.exposeHttp(8092);
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.equal(await sb.exposePort(8092), url.slice('http://'.length));
+    const res = await fetch(url + '/index.html');
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), 'served to node\n');
+  } finally {
+    await httpd.close();
+  }
+});
+
+test('a timeout ends a sandbox by itself; kill is then harmless', async () => {
+  const s = await Sandbox.create({ bootTimeout: 240000, timeout: 2000, maxLifetime: 60000 });
+  try {
+    await assert.rejects(s.extend(120000), airlock.ResourceExhaustedError);
+    await assert.rejects(s.sh`sleep 600`,
+      (e) => e instanceof airlock.TimeoutError && e.message.includes('timed out'));
+    assert.ok(s.status() instanceof airlock.TimeoutError);
+    const st = s.stats();
+    assert.equal(st.running, false);
+    assert.equal(st.commands, 1);
+    await s.kill();
+    assert.ok(s.status() instanceof airlock.TimeoutError);
+  } finally {
+    await s.close();
+  }
+});
+
 test('state', async () => {
   await sb.ping();
   assert.equal(sb.status(), null);

@@ -52,3 +52,24 @@ test('quote', () => {
   assert.equal(airlock.quote('$(id)'), "'$(id)'");
   assert.throws(() => airlock.quote('a\0b'), airlock.InvalidArgumentError);
 });
+
+test('lifecycle options out of range are InvalidArgumentError before anything boots', async () => {
+  await assert.rejects(airlock.Sandbox.create({ kernel: '/nonexistent/kernel', memoryMb: 100 }),
+    (e) => e instanceof airlock.InvalidArgumentError && e.message.includes('memory'));
+  await assert.rejects(airlock.Sandbox.create({ kernel: '/nonexistent/kernel', vcpus: 1000 }),
+    airlock.InvalidArgumentError);
+  await assert.rejects(
+    airlock.Sandbox.create({ kernel: '/nonexistent/kernel', timeout: 10000, maxLifetime: 5000 }),
+    (e) => e instanceof airlock.InvalidArgumentError && e.message.includes('max_lifetime'));
+});
+
+test('lifecycle calls on a fake handle reject or throw cleanly', async () => {
+  const fake = new airlock.Sandbox({});
+  await assert.rejects(fake.setTimeout(1000), airlock.InvalidArgumentError);
+  await assert.rejects(fake.extend(1000), airlock.InvalidArgumentError);
+  await assert.rejects(fake.kill(), airlock.InvalidArgumentError);
+  await assert.rejects(fake.exposeHttp(8080), airlock.InvalidArgumentError);
+  await assert.rejects(fake.exposePort(0), airlock.InvalidArgumentError);
+  await assert.rejects(fake.exposePort(70000), airlock.InvalidArgumentError);
+  assert.throws(() => fake.stats(), airlock.InvalidArgumentError);
+});

@@ -31,7 +31,7 @@ from ._capi import (AirlockError, AirlockIOError, AirlockTimeoutError, BadImageE
 
 __all__ = [
     "Sandbox", "Process", "Result", "FileStat", "Secret", "AuditEvent", "HookRequest",
-    "HookDecision", "CallbackError", "AirlockError", "InvalidArgumentError", "NotFoundError",
+    "HookDecision", "Stats", "CallbackError", "AirlockError", "InvalidArgumentError", "NotFoundError",
     "PermissionDeniedError", "UnavailableError", "AirlockIOError", "AirlockTimeoutError",
     "ClosedError", "ProtocolError", "ResourceExhaustedError", "DeniedError", "BadImageError",
     "InternalError", "CancelledError", "version", "abi_version", "quote", "Storage", "Volume",
@@ -206,6 +206,22 @@ class HookDecision:
     message: str = ""
     set_headers: Dict[str, str] = field(default_factory=dict)
     remove_headers: List[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Metering figures of a sandbox (Sandbox.stats()); frozen once it ended."""
+
+    uptime: float  # seconds since the sandbox was created (until its end)
+    vcpu_time: float  # CPU seconds used by the vCPU threads
+    memory_bytes: int  # guest RAM configured
+    memory_resident_bytes: int  # guest RAM the host actually backs
+    net_bytes_up: int  # through the egress proxy, to upstreams
+    net_bytes_down: int
+    net_requests: int
+    commands: int  # commands started (sh, exec, spawn)
+    time_left: Optional[float]  # seconds until the timeout / max lifetime; None: no limit
+    running: bool
 
 
 def _b(s: Union[str, bytes, None]) -> Optional[bytes]:
@@ -481,9 +497,13 @@ class Sandbox:
     pattern). The guest sees $name holding a placeholder; the proxy puts the real value in
     only on requests to the secret's hosts.
     on_console(bytes), on_audit(AuditEvent) and request_hook(HookRequest) -> HookDecision|None run
-    on library threads; a raising request_hook denies the request.
+    on library threads; a raising request_hook denies the request. hook_deadline (seconds,
+    default 2) bounds the wait for request_hook's decision: past it the request gets 403.
     resolve_override ({"host[:port]": "ip"}) and extra_ca_files point upstreams at local test
     servers.
+    timeout (seconds): the sandbox is killed, and everything it holds freed, this long after it
+    booted (set_timeout()/extend() move it); max_lifetime (seconds) is a cap they cannot pass.
+    memory_mb must be 256 to 4096 and vcpus 1 to 64 (else InvalidArgumentError).
     """
 
     def __init__(self, *, allow_net: Iterable[str] = (),
@@ -496,7 +516,8 @@ class Sandbox:
                  request_hook: Optional[Callable[[HookRequest], Optional[HookDecision]]] = None,
                  hook_deadline: Optional[float] = None,
                  resolve_override: Optional[Mapping[str, str]] = None,
-                 extra_ca_files: Sequence[str] = (),
+                 extra_ca_files: Sequence[str] = (), timeout: Optional[float] = None,
+                 max_lifetime: Optional[float] = None,
                  root_image: Optional[str] = None, root_snapshot: Optional[str] = None,
                  snapshottable_root: bool = False, root_upper_bytes: int = 0,
                  volumes: Sequence[Volume] = (), storage_dir: Optional[str] = None) -> None:
@@ -565,6 +586,8 @@ class Sandbox:
         keep.append(ca_arr)
         o.extra_ca_files = ctypes.cast(ca_arr, ctypes.POINTER(c_char_p))
         o.extra_ca_files_count = len(cas)
+        o.timeout_ms = _ms(timeout)
+        o.max_lifetime_ms = _ms(max_lifetime)
         o.root_image = _b(root_image)
         o.root_snapshot = _b(root_snapshot)
         o.snapshottable_root = 1 if snapshottable_root else 0
@@ -742,6 +765,51 @@ class Sandbox:
         out, n = c_void_p(), c_size_t()
         _capi.airlock_sandbox_console(self._h(), byref(out), byref(n))
         return _capi.take_bytes(out, n.value)
+
+    # ---- lifecycle ----
+
+    def set_timeout(self, seconds: float) -> None:
+        """The sandbox is killed `seconds` from now (0: no timeout; max_lifetime still applies).
+        Raises ResourceExhaustedError past max_lifetime."""
+        _capi.airlock_sandbox_set_timeout(self._h(), _ms(seconds))
+
+    def extend(self, seconds: float) -> None:
+        """Pushes the current timeout back. InvalidArgumentError without a timeout;
+        ResourceExhaustedError past max_lifetime (the timeout is then unchanged)."""
+        _capi.airlock_sandbox_extend(self._h(), _ms(seconds))
+
+    def kill(self) -> None:
+        """Ends the sandbox at once (no graceful flush, unlike close) and frees what it holds;
+        running calls fail with ClosedError. The object stays usable for status()/stats()."""
+        _capi.airlock_sandbox_kill(self._h())
+
+    def stats(self) -> Stats:
+        s = _capi.airlock_sandbox_stats()
+        _capi.airlock_sandbox_stats_init(byref(s))
+        _capi.airlock_sandbox_stats_get(self._h(), byref(s))
+        return Stats(uptime=s.uptime_ms / 1000, vcpu_time=s.vcpu_time_ns / 1e9,
+                     memory_bytes=s.memory_bytes, memory_resident_bytes=s.memory_resident_bytes,
+                     net_bytes_up=s.net_bytes_up, net_bytes_down=s.net_bytes_down,
+                     net_requests=s.net_requests, commands=s.commands,
+                     time_left=None if s.time_left_ms < 0 else s.time_left_ms / 1000,
+                     running=bool(s.running))
+
+    def expose_port(self, guest_port: int) -> str:
+        """Forwards a new 127.0.0.1 listener to TCP `guest_port` on the guest's loopback;
+        returns "127.0.0.1:PORT" (the same for the same port)."""
+        if not 0 < int(guest_port) < 65536:
+            raise InvalidArgumentError("guest_port must be 1 to 65535", _capi.E_INVALID_ARGUMENT)
+        out = c_void_p()
+        _capi.airlock_sandbox_expose_port(self._h(), int(guest_port), byref(out))
+        return _capi.take_bytes(out, len(ctypes.string_at(out.value))).decode()
+
+    def expose_http(self, guest_port: int) -> str:
+        """expose_port() as a URL: "http://127.0.0.1:PORT"."""
+        if not 0 < int(guest_port) < 65536:
+            raise InvalidArgumentError("guest_port must be 1 to 65535", _capi.E_INVALID_ARGUMENT)
+        out = c_void_p()
+        _capi.airlock_sandbox_expose_http(self._h(), int(guest_port), byref(out))
+        return _capi.take_bytes(out, len(ctypes.string_at(out.value))).decode()
 
     def raise_callback_errors(self) -> None:
         """Re-raises (as CallbackError) an exception raised by on_console/on_audit/request_hook."""

@@ -185,7 +185,17 @@ class airlock_sandbox_options(Structure):
                 ("root_image", c_char_p), ("root_snapshot", c_char_p),
                 ("snapshottable_root", c_int), ("root_upper_bytes", c_uint64),
                 ("volumes", POINTER(airlock_volume_mount)), ("volumes_count", c_size_t),
-                ("storage_dir", c_char_p)]
+                ("storage_dir", c_char_p),
+                # lifecycle
+                ("timeout_ms", c_uint64), ("max_lifetime_ms", c_uint64)]
+
+
+class airlock_sandbox_stats(Structure):
+    _fields_ = [("struct_size", c_size_t), ("uptime_ms", c_uint64), ("vcpu_time_ns", c_uint64),
+                ("memory_bytes", c_uint64), ("memory_resident_bytes", c_uint64),
+                ("net_bytes_up", c_uint64), ("net_bytes_down", c_uint64),
+                ("net_requests", c_uint64), ("commands", c_uint64), ("time_left_ms", c_int64),
+                ("running", c_int)]
 
 
 class airlock_exec_options(Structure):
@@ -349,6 +359,18 @@ airlock_snapshot_list = _fn("airlock_snapshot_list", c_int,
                             [c_char_p, POINTER(c_void_p), POINTER(c_size_t)])
 airlock_snapshot_remove = _fn("airlock_snapshot_remove", c_int, [c_char_p, c_char_p])
 airlock_sandbox_snapshot = _fn("airlock_sandbox_snapshot", c_int, [_S, c_char_p])
+
+airlock_sandbox_stats_init = _fn("airlock_sandbox_stats_init", None,
+                                 [POINTER(airlock_sandbox_stats)], check=False)
+airlock_sandbox_set_timeout = _fn("airlock_sandbox_set_timeout", c_int, [_S, c_uint64])
+airlock_sandbox_extend = _fn("airlock_sandbox_extend", c_int, [_S, c_uint64])
+airlock_sandbox_kill = _fn("airlock_sandbox_kill", c_int, [_S])
+airlock_sandbox_stats_get = _fn("airlock_sandbox_stats_get", c_int,
+                                [_S, POINTER(airlock_sandbox_stats)])
+airlock_sandbox_expose_port = _fn("airlock_sandbox_expose_port", c_int,
+                                  [_S, c_uint32, POINTER(c_void_p)])
+airlock_sandbox_expose_http = _fn("airlock_sandbox_expose_http", c_int,
+                                  [_S, c_uint32, POINTER(c_void_p)])
 
 
 def take_bytes(ptr: c_void_p, length: int) -> bytes:

@@ -148,6 +148,52 @@ def test_threads(sb):
     assert errors == []
 
 
+def test_stats_and_timeouts(sb):
+    st = sb.stats()
+    assert st.running and st.commands > 0 and st.vcpu_time > 0 and st.uptime > 0
+    assert 0 < st.memory_resident_bytes < st.memory_bytes
+    assert st.time_left is None
+    with pytest.raises(airlock.InvalidArgumentError):
+        sb.extend(10)  # no timeout to extend
+    sb.set_timeout(600)
+    sb.extend(60)
+    assert 600 < sb.stats().time_left <= 660
+    sb.set_timeout(0)
+    assert sb.stats().time_left is None
+    before = sb.stats().commands
+    sb.sh("true")
+    assert sb.stats().commands == before + 1
+
+
+def test_expose_http(sb):
+    import urllib.request
+    sb.files.write("/srv/py/index.html", "served from the guest\n")
+    with sb.spawn(["busybox", "httpd", "-f", "-p", "127.0.0.1:8091", "-h", "/srv/py"]):
+        assert sb.sh("for i in $(seq 100); do wget -q -O /dev/null "
+                     "http://127.0.0.1:8091/index.html && exit 0; sleep 0.1; done; exit 1").ok
+        url = sb.expose_http(8091)
+        assert url.startswith("http://127.0.0.1:")
+        assert sb.expose_port(8091) == url[len("http://"):]
+        with urllib.request.urlopen(url + "/index.html", timeout=60) as r:
+            assert r.read() == b"served from the guest\n"
+    with pytest.raises(airlock.InvalidArgumentError):
+        sb.expose_port(0)
+
+
+def test_timeout_ends_a_sandbox_then_kill():
+    with airlock.Sandbox(boot_timeout=240, timeout=2, max_lifetime=60) as s:
+        with pytest.raises(airlock.ResourceExhaustedError):
+            s.extend(120)
+        with pytest.raises(airlock.AirlockTimeoutError) as e:
+            s.sh("sleep 600")
+        assert "timed out" in str(e.value)
+        assert isinstance(s.status(), airlock.AirlockTimeoutError)
+        st = s.stats()
+        assert not st.running and st.commands == 1
+        s.kill()  # already ended: fine
+        assert isinstance(s.status(), airlock.AirlockTimeoutError)
+
+
 def test_state(sb):
     sb.ping()
     assert sb.status() is None

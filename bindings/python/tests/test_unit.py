@@ -108,6 +108,39 @@ def test_result_text():
     assert airlock.Result(1, 0, False, b"a\n\n", b"").text() == "a\n"
 
 
+def test_option_and_stats_structs_match_the_library():
+    o = _capi.airlock_sandbox_options()
+    _capi.airlock_sandbox_options_init(ctypes.byref(o))
+    assert o.struct_size == ctypes.sizeof(_capi.airlock_sandbox_options)
+    st = _capi.airlock_sandbox_stats()
+    _capi.airlock_sandbox_stats_init(ctypes.byref(st))
+    assert st.struct_size == ctypes.sizeof(_capi.airlock_sandbox_stats)
+    assert st.time_left_ms == -1
+
+
+def test_lifecycle_options_are_checked_before_boot():
+    with pytest.raises(airlock.InvalidArgumentError) as e:
+        airlock.Sandbox(kernel="/nonexistent/kernel", memory_mb=100)
+    assert "memory" in str(e.value)
+    with pytest.raises(airlock.InvalidArgumentError):
+        airlock.Sandbox(kernel="/nonexistent/kernel", memory_mb=8192)
+    with pytest.raises(airlock.InvalidArgumentError) as e:
+        airlock.Sandbox(kernel="/nonexistent/kernel", timeout=10, max_lifetime=5)
+    assert "max_lifetime" in str(e.value)
+
+
+def test_lifecycle_calls_on_a_closed_sandbox_raise_closed():
+    sb = airlock.Sandbox.__new__(airlock.Sandbox)
+    sb._handle = None
+    sb._lock = threading.Lock()
+    for call in (lambda: sb.set_timeout(1), lambda: sb.extend(1), sb.kill, sb.stats,
+                 lambda: sb.expose_http(80)):
+        with pytest.raises(airlock.ClosedError):
+            call()
+    with pytest.raises(airlock.InvalidArgumentError):
+        sb.expose_port(70000)
+
+
 def test_storage_volumes_and_snapshots(tmp_path):
     st = airlock.Storage(str(tmp_path))
     st.create_volume("data", 20 << 20)
