@@ -41,6 +41,53 @@ export interface SandboxOptions {
   timeout?: number;
   /** Milliseconds: a hard cap setTimeout()/extend() cannot pass. */
   maxLifetime?: number;
+  /** Root filesystem: "default" (the cached Debian image) or an ext4 image path; absent: the
+   * initramfs. */
+  rootImage?: string;
+  /** Boot from a root snapshot (Sandbox.snapshot()). */
+  rootSnapshot?: string;
+  /** The root's writable layer on a disk (rootUpperBytes, default 4 GiB), so snapshot() works. */
+  snapshottableRoot?: boolean;
+  rootUpperBytes?: number;
+  /** Volumes of the store to mount; read-write ones are attached to one sandbox at a time. */
+  volumes?: VolumeMount[];
+  /** The store of volumes and snapshots; absent: the default. */
+  storageDir?: string;
+}
+
+export interface VolumeMount {
+  name: string;
+  /** Absolute guest path, created if missing. */
+  path: string;
+  readOnly?: boolean;
+}
+
+export interface VolumeInfo {
+  name: string;
+  sizeBytes: number;
+  allocatedBytes: number;
+  inUse: boolean;
+}
+
+export interface SnapshotInfo {
+  name: string;
+  sizeBytes: number;
+  allocatedBytes: number;
+  /** A snapshot of a sandbox root (boot it with rootSnapshot); else of a volume. */
+  isRoot: boolean;
+}
+
+/** Volumes and snapshots on the host, in `dir` (default ${AIRLOCK_CACHE_DIR:-~/.cache/airlock}). */
+export declare class Storage {
+  constructor(dir?: string | null);
+  readonly dir: string | null;
+  createVolume(name: string, sizeBytes: number): Promise<void>;
+  volumes(): Promise<VolumeInfo[]>;
+  removeVolume(name: string): Promise<void>;
+  snapshotVolume(volume: string, snapshot: string): Promise<void>;
+  volumeFromSnapshot(snapshot: string, volume: string): Promise<void>;
+  snapshots(): Promise<SnapshotInfo[]>;
+  removeSnapshot(name: string): Promise<void>;
 }
 
 export interface SandboxStats {
@@ -200,6 +247,8 @@ export declare class Sandbox {
   exposePort(port: number): Promise<string>;
   /** "http://127.0.0.1:PORT". */
   exposeHttp(port: number): Promise<string>;
+  /** A read-only snapshot of this sandbox's root (needs snapshottableRoot). */
+  snapshot(name: string): Promise<void>;
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }

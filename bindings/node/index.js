@@ -281,6 +281,9 @@ class Sandbox {
       extraCaFiles: options.extraCaFiles, onAudit: options.onAudit,
       requestHook: options.requestHook, hookDeadlineMs: options.hookDeadline,
       timeoutMs: options.timeout, maxLifetimeMs: options.maxLifetime,
+      rootImage: options.rootImage, rootSnapshot: options.rootSnapshot,
+      snapshottableRoot: options.snapshottableRoot, rootUpperBytes: options.rootUpperBytes,
+      volumes: options.volumes, storageDir: options.storageDir,
     });
     return new Sandbox(h);
   }
@@ -353,6 +356,10 @@ class Sandbox {
   /** exposePort() as a URL: "http://127.0.0.1:PORT". */
   exposeHttp(port) { return call(native.expose, this._h, port, true); }
 
+  /** A read-only snapshot `name` of this sandbox's root in its store (needs snapshottableRoot);
+   * boot it with Sandbox.create({ rootSnapshot: name }). */
+  snapshot(name) { return call(native.snapshot, this._h, name); }
+
   /** Stops the microVM and frees it; calls in flight reject with ClosedError. Idempotent. */
   async close() {
     if (this._closed) return;
@@ -369,10 +376,50 @@ Object.defineProperty(Sandbox.prototype, '_benchShLoop', {
   enumerable: false,
 });
 
+/**
+ * Volumes and snapshots on the host, in `dir` (default ${AIRLOCK_CACHE_DIR:-~/.cache/airlock}).
+ * Names: 1-64 of [A-Za-z0-9._-]. A volume attached read-write to a running sandbox cannot be
+ * attached again, snapshotted or removed (UnavailableError naming it).
+ */
+class Storage {
+  constructor(dir = null) { this.dir = dir; }
+  /** A new empty ext4 volume (sparse; rounded up to whole MiB, at least 16 MiB). */
+  createVolume(name, sizeBytes) {
+    return call(native.storage, 'createVolume', this.dir, name, null, sizeBytes);
+  }
+  async volumes() {
+    return parseList(await call(native.storage, 'listVolumes', this.dir, null, null, 0))
+      .map(([name, size, allocated, flag]) => ({ name, sizeBytes: size, allocatedBytes: allocated,
+        inUse: flag }));
+  }
+  removeVolume(name) { return call(native.storage, 'removeVolume', this.dir, name, null, 0); }
+  /** A read-only copy of a volume no sandbox has attached. */
+  snapshotVolume(volume, snapshot) {
+    return call(native.storage, 'snapshotVolume', this.dir, volume, snapshot, 0);
+  }
+  volumeFromSnapshot(snapshot, volume) {
+    return call(native.storage, 'volumeFromSnapshot', this.dir, snapshot, volume, 0);
+  }
+  async snapshots() {
+    return parseList(await call(native.storage, 'listSnapshots', this.dir, null, null, 0))
+      .map(([name, size, allocated, flag]) => ({ name, sizeBytes: size, allocatedBytes: allocated,
+        isRoot: flag }));
+  }
+  removeSnapshot(name) { return call(native.storage, 'removeSnapshot', this.dir, name, null, 0); }
+}
+
+// "NAME SIZE ALLOCATED FLAG" lines -> [name, size, allocated, flag].
+function parseList(text) {
+  return (text ?? '').split('\n').filter((l) => l).map((l) => {
+    const [name, size, allocated, flag] = l.split(' ');
+    return [name, Number(size), Number(allocated), flag === '1'];
+  });
+}
+
 const versions = native.versions();
 
 module.exports = {
-  Sandbox, Process, Result, quote, version: versions.version, abiVersion: versions.abi,
+  Sandbox, Process, Result, Storage, quote, version: versions.version, abiVersion: versions.abi,
   AirlockError, InvalidArgumentError, NotFoundError, PermissionDeniedError, UnavailableError,
   IOError, TimeoutError, ClosedError, ProtocolError, ResourceExhaustedError, DeniedError,
   BadImageError, InternalError, CancelledError, CallbackError,

@@ -9,6 +9,7 @@
 #include <node_api.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -52,8 +53,8 @@ namespace {
   X(airlock_fs_upload)            \
   X(airlock_fs_write)             \
   X(airlock_hook_deny)            \
-  X(airlock_hook_set_header)      \
   X(airlock_hook_remove_header)   \
+  X(airlock_hook_set_header)      \
   X(airlock_last_error)           \
   X(airlock_process_close_stdin)  \
   X(airlock_process_destroy)      \
@@ -74,13 +75,21 @@ namespace {
   X(airlock_sandbox_ping)         \
   X(airlock_sandbox_set_timeout)  \
   X(airlock_sandbox_sh)           \
+  X(airlock_sandbox_snapshot)     \
   X(airlock_sandbox_spawn)        \
   X(airlock_sandbox_stats_get)    \
   X(airlock_sandbox_stats_init)   \
   X(airlock_sandbox_status)       \
+  X(airlock_snapshot_list)        \
+  X(airlock_snapshot_remove)      \
   X(airlock_spawn_options_init)   \
   X(airlock_status_name)          \
-  X(airlock_version)
+  X(airlock_version)              \
+  X(airlock_volume_create)        \
+  X(airlock_volume_from_snapshot) \
+  X(airlock_volume_list)          \
+  X(airlock_volume_remove)        \
+  X(airlock_volume_snapshot)
 #define AIRLOCK_DECLARE(name) decltype(&::name) name = nullptr;
 AIRLOCK_FUNCTIONS(AIRLOCK_DECLARE)
 
@@ -753,7 +762,53 @@ struct CreateInputs {
   std::vector<std::string> extra_ca_files;
   double memory_mb = 0, vcpus = 0, boot_timeout_ms = 0, hook_deadline_ms = 0;
   double timeout_ms = 0, max_lifetime_ms = 0;
+  // storage
+  std::string root_image, root_snapshot, storage_dir;
+  bool has_root_image = false, has_root_snapshot = false, has_storage_dir = false;
+  bool snapshottable_root = false;
+  double root_upper_bytes = 0;
+  struct Volume {
+    std::string name, path;
+    bool read_only = false;
+  };
+  std::vector<Volume> volumes;
 };
+
+// rootImage, rootSnapshot, snapshottableRoot, rootUpperBytes, storageDir, volumes:
+// [{name, path, readOnly}]. False: malformed.
+bool storage_inputs(napi_env env, napi_value o, CreateInputs* in) {
+  if (!opt_string(env, o, "rootImage", &in->root_image, &in->has_root_image) ||
+      !opt_string(env, o, "rootSnapshot", &in->root_snapshot, &in->has_root_snapshot) ||
+      !opt_string(env, o, "storageDir", &in->storage_dir, &in->has_storage_dir) ||
+      !opt_number(env, o, "rootUpperBytes", &in->root_upper_bytes))
+    return false;
+  if (napi_value v = prop(env, o, "snapshottableRoot")) {
+    if (type_of(env, v) != napi_boolean) return false;
+    napi_get_value_bool(env, v, &in->snapshottable_root);
+  }
+  napi_value vols = prop(env, o, "volumes");
+  if (!vols) return true;
+  bool is_array = false;
+  napi_is_array(env, vols, &is_array);
+  if (!is_array) return false;
+  uint32_t n = 0;
+  napi_get_array_length(env, vols, &n);
+  for (uint32_t i = 0; i < n; ++i) {
+    napi_value e;
+    napi_get_element(env, vols, i, &e);
+    CreateInputs::Volume v;
+    bool p1 = false, p2 = false;
+    if (!opt_string(env, e, "name", &v.name, &p1) || !opt_string(env, e, "path", &v.path, &p2) ||
+        !p1 || !p2)
+      return false;
+    if (napi_value ro = prop(env, e, "readOnly")) {
+      if (type_of(env, ro) != napi_boolean) return false;
+      napi_get_value_bool(env, ro, &v.read_only);
+    }
+    in->volumes.push_back(std::move(v));
+  }
+  return true;
+}
 
 napi_value Create(napi_env env, napi_callback_info info) {
   auto a = args(env, info, 1);
@@ -769,6 +824,9 @@ napi_value Create(napi_env env, napi_callback_info info) {
       !string_map(env, prop(env, o, "env"), &in->env) ||
       !string_map(env, prop(env, o, "resolveOverride"), &in->resolve_override))
     return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "bad sandbox options");
+  if (!storage_inputs(env, o, in.get()))
+    return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT,
+                         "bad storage options (volumes: [{name, path, readOnly}])");
   if (napi_value ca = prop(env, o, "extraCaFiles")) {
     if (!string_array(env, ca, &in->extra_ca_files))
       return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "extraCaFiles must be a string array");
@@ -825,8 +883,17 @@ napi_value Create(napi_env env, napi_callback_info info) {
     for (auto& [k, v] : in->resolve_override) overrides.push_back({k.c_str(), v.c_str()});
     std::vector<const char*> cas;
     for (auto& c : in->extra_ca_files) cas.push_back(c.c_str());
+    std::vector<airlock_volume_mount> vols;
+    for (auto& v : in->volumes) vols.push_back({v.name.c_str(), v.path.c_str(), v.read_only});
     airlock_sandbox_options o;
     airlock_sandbox_options_init(&o);
+    o.root_image = in->has_root_image ? in->root_image.c_str() : nullptr;
+    o.root_snapshot = in->has_root_snapshot ? in->root_snapshot.c_str() : nullptr;
+    o.storage_dir = in->has_storage_dir ? in->storage_dir.c_str() : nullptr;
+    o.snapshottable_root = in->snapshottable_root ? 1 : 0;
+    o.root_upper_bytes = static_cast<uint64_t>(in->root_upper_bytes);
+    o.volumes = vols.data();
+    o.volumes_count = vols.size();
     o.resolve_override = overrides.data();
     o.resolve_override_count = overrides.size();
     o.extra_ca_files = cas.data();
@@ -1494,6 +1561,87 @@ napi_value BenchShLoop(napi_env env, napi_callback_info info) {
       });
 }
 
+// ---- storage ----
+
+// storage(op, dir|null, a, b, sizeBytes): volumes and snapshots on the host, off the event loop
+// (copies can be large). List ops resolve to the C ABI's text lines.
+napi_value Storage(napi_env env, napi_callback_info info) {
+  auto a = args(env, info, 5);
+  std::string op, dir, x, y;
+  bool has_dir = false;
+  auto str = [&](napi_value v, std::string* out) {
+    size_t n = 0;
+    if (!v || type_of(env, v) != napi_string) return false;
+    napi_get_value_string_utf8(env, v, nullptr, 0, &n);
+    out->resize(n + 1);
+    napi_get_value_string_utf8(env, v, out->data(), n + 1, &n);
+    out->resize(n);
+    return true;
+  };
+  if (!str(a[0], &op))
+    return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "bad storage operation");
+  has_dir = str(a[1], &dir);
+  bool has_x = str(a[2], &x), has_y = str(a[3], &y);
+  double size = 0;
+  if (a[4] && type_of(env, a[4]) == napi_number) napi_get_value_double(env, a[4], &size);
+  auto in = std::make_shared<std::array<std::string, 3>>(std::array<std::string, 3>{dir, x, y});
+  auto job = std::make_unique<Job>();
+  job->keep = in;
+  const char* d = has_dir ? (*in)[0].c_str() : nullptr;
+  const char* p = has_x ? (*in)[1].c_str() : nullptr;
+  const char* q = has_y ? (*in)[2].c_str() : nullptr;
+  auto list = [](auto fn, const char* dir) {
+    return [fn, dir](Job& j) {
+      char* out = nullptr;
+      size_t len = 0;
+      int rc = fn(dir, &out, &len);
+      return take(j, rc, out, len);
+    };
+  };
+  if (op == "createVolume") {
+    auto bytes = static_cast<uint64_t>(std::max(0.0, size));
+    job->run = [d, p, bytes](Job&) { return airlock_volume_create(d, p, bytes); };
+  } else if (op == "listVolumes") {
+    job->run = list(airlock_volume_list, d);
+  } else if (op == "removeVolume") {
+    job->run = [d, p](Job&) { return airlock_volume_remove(d, p); };
+  } else if (op == "snapshotVolume") {
+    job->run = [d, p, q](Job&) { return airlock_volume_snapshot(d, p, q); };
+  } else if (op == "volumeFromSnapshot") {
+    job->run = [d, p, q](Job&) { return airlock_volume_from_snapshot(d, p, q); };
+  } else if (op == "listSnapshots") {
+    job->run = list(airlock_snapshot_list, d);
+  } else if (op == "removeSnapshot") {
+    job->run = [d, p](Job&) { return airlock_snapshot_remove(d, p); };
+  } else {
+    return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "bad storage operation");
+  }
+  job->convert = [](napi_env env, Job& j) {
+    napi_value v;
+    if (!j.has_bytes)
+      napi_get_null(env, &v);
+    else
+      napi_create_string_utf8(env, j.bytes.data(), j.bytes.size(), &v);
+    return v;
+  };
+  return start(env, std::move(job), "airlock.storage");
+}
+
+napi_value Snapshot(napi_env env, napi_callback_info info) {
+  auto a = args(env, info, 2);
+  auto name = std::make_shared<std::string>();
+  size_t n = 0;
+  if (!a[1] || type_of(env, a[1]) != napi_string)
+    return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "snapshot name must be a string");
+  napi_get_value_string_utf8(env, a[1], nullptr, 0, &n);
+  name->resize(n + 1);
+  napi_get_value_string_utf8(env, a[1], name->data(), n + 1, &n);
+  name->resize(n);
+  return sandbox_job(env, a[0], "airlock.snapshot", [name](airlock_sandbox* sb, Job&) {
+    return airlock_sandbox_snapshot(sb, name->c_str());
+  });
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   static std::string load_error = load_library();  // once per process
   if (!load_error.empty()) {
@@ -1524,6 +1672,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"lifecycle", Lifecycle},
       {"stats", Stats},
       {"expose", Expose},
+      {"storage", Storage},
+      {"snapshot", Snapshot},
       {"versions", Versions},
       {"_benchShLoop", BenchShLoop},
   };
