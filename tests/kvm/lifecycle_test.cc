@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "../proxy/harness.h"
 #include "airlock/airlock.hpp"
 
 using namespace airlock;
@@ -229,4 +230,36 @@ TEST_CASE("lifecycle: a 4 GiB guest - stats and expose_http with curl and kill")
   CHECK_FALSE(sb->stats().running);
   sb->kill();  // idempotent
   sb.reset();
+}
+
+TEST_CASE("lifecycle: stats count the bytes and requests through the egress proxy") {
+  airlock::test::TempDir dir;
+  airlock::test::Upstream upstream(nullptr, "127.0.0.1", 0, dir.file("upstream.log"));
+  const std::string host = "api.example.test:" + std::to_string(upstream.port());
+  SandboxOptions o;
+  o.allow_net = {host};
+  o.resolve_override["api.example.test"] = "127.0.0.1";
+  auto sb = boot(std::move(o));
+  SandboxStats s0 = sb->stats();
+  CHECK(s0.net_requests == 0);
+  CHECK(s0.net_bytes_up == 0);
+  const std::string body(20000, 'x');
+  auto r = must(sb->sh("echo -n " + body +
+                       " > /tmp/body; wget -q -O - --post-file /tmp/body "
+                       "http://" +
+                       host + "/echo/lifecycle"));
+  INFO(r.stderr);
+  CHECK(r.exit_code == 0);
+  CHECK(r.stdout.find("/echo/lifecycle") != std::string::npos);
+  SandboxStats s1 = sb->stats();
+  MESSAGE("proxy: ", s1.net_requests, " requests, ", s1.net_bytes_up, " bytes up, ",
+          s1.net_bytes_down, " bytes down; response ", r.stdout.size(), " bytes");
+  CHECK(s1.net_requests == 1);
+  CHECK(s1.net_bytes_up >= body.size());
+  CHECK(s1.net_bytes_down >= r.stdout.size());
+  // Frozen after the end, and still there.
+  sb->kill();
+  SandboxStats s2 = sb->stats();
+  CHECK(s2.net_bytes_up == s1.net_bytes_up);
+  CHECK(s2.net_requests == 1);
 }
