@@ -589,8 +589,10 @@ Result<std::unique_ptr<Execution>> Client::start(const ExecSpec& spec, OutputCal
   req.env = spec.env;
   req.cwd = spec.cwd;
   req.timeout_ms = spec.timeout_ms;
+  const bool defer_started = spec.defer_started && !spec.open_stdin;
   req.flags = (spec.open_stdin ? proto::exec_flags::kStdin : 0) |
-              (spec.clear_env ? proto::exec_flags::kClearEnv : 0);
+              (spec.clear_env ? proto::exec_flags::kClearEnv : 0) |
+              (defer_started ? proto::exec_flags::kDeferStarted : 0);
   // Check locally what the guest would refuse, with a clearer message.
   std::string payload = req.encode();
   if (payload.size() > proto::kMaxPayload)
@@ -604,6 +606,9 @@ Result<std::unique_ptr<Execution>> Client::start(const ExecSpec& spec, OutputCal
   uint32_t id = register_pending(state);
   if (id == 0) return dead_status();
   AIRLOCK_RETURN_IF_ERROR(send_frame(Op::kExec, id, payload, timeout));
+  // Deferred: Started, an Error or Exit all reach the caller through Execution::wait().
+  if (defer_started)
+    return std::unique_ptr<Execution>(new Execution(shared_from_this(), state, id));
   std::unique_lock lock(state->m);
   if (!state->cv.wait_for(lock, timeout,
                           [&] { return state->started || !state->error.ok() || state->exit; }))

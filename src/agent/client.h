@@ -52,6 +52,10 @@ struct ExecSpec {
   uint32_t timeout_ms = 0;  // enforced in the guest: kills the process group
   bool open_stdin = false;  // else stdin is /dev/null
   bool clear_env = false;
+  // The caller only collects the result (no stdin, no pid needed): start() returns without
+  // waiting for Started, and the guest sends Started with the output or Exit (one packet less
+  // per short command). Ignored with open_stdin. Execution::pid() is 0 then.
+  bool defer_started = false;
 };
 
 struct ExitResult {

@@ -21,6 +21,8 @@
 //   Exec         H  argv, env (KEY=VALUE, added to the defaults), cwd, timeout, flags.
 //                   Answers: Started{pid} or Error; then Stdout/Stderr chunks (any order,
 //                   each stream in order), then Exit{code, signal, timed_out}. Exit is last.
+//                   With exec_flags::kDeferStarted, Started comes just before the first
+//                   output chunk or Exit (often in the same packet as Exit).
 //   StdinData    H  bytes for the process' stdin. The host may have at most kStdinWindow bytes
 //                   not yet acknowledged by StdinAck (G, bytes written to the pipe).
 //   StdinClose   H  closes the process' stdin.
@@ -432,7 +434,11 @@ struct Hello {
 namespace exec_flags {
 inline constexpr uint32_t kStdin = 1u << 0;     // keep stdin open for StdinData
 inline constexpr uint32_t kClearEnv = 1u << 1;  // start from an empty env, not the defaults
-inline constexpr uint32_t kKnown = kStdin | kClearEnv;
+// The host collects the result and needs no early Started: the guest may hold Started back
+// and send it with the command's first other frame (output or Exit), saving a packet per
+// command. Never with kStdin (the host waits for Started before it writes).
+inline constexpr uint32_t kDeferStarted = 1u << 2;
+inline constexpr uint32_t kKnown = kStdin | kClearEnv | kDeferStarted;
 }  // namespace exec_flags
 
 struct ExecRequest {
@@ -457,6 +463,8 @@ struct ExecRequest {
     if (r.finish().empty()) {
       if (m.argv.empty() || m.argv[0].empty()) r.fail("empty argv");
       if (m.flags & ~exec_flags::kKnown) r.fail("unknown exec flags");
+      if ((m.flags & exec_flags::kStdin) && (m.flags & exec_flags::kDeferStarted))
+        r.fail("kDeferStarted with kStdin");
       for (const auto& e : m.env)
         if (e.find('=') == std::string::npos || e[0] == '=') r.fail("env entry is not KEY=VALUE");
     }

@@ -501,8 +501,11 @@ void VsockDevice::worker_loop() {
                           tx_->available(*memory_));
       }
     }
-    if (rx_used && rx_->should_notify(*memory_)) interrupt_->signal_used_queue();
-    if (tx_used && tx_->should_notify(*memory_)) interrupt_->signal_used_queue();
+    // One interrupt covers both queues (the driver scans every queue on it): a round that
+    // consumed a request and queued its reply raises one, not two.
+    const bool rx_notify = rx_used && rx_->should_notify(*memory_);
+    const bool tx_notify = tx_used && tx_->should_notify(*memory_);
+    if (rx_notify || tx_notify) interrupt_->signal_used_queue();
     if (!st.ok()) {
       AIRLOCK_LOG_WARN("vsock", "stopping the device: {}", st.to_string());
       broken_ = true;

@@ -121,6 +121,7 @@ struct Command {
   int64_t exited_at = 0;
   int64_t deadline = 0;  // 0: none
   bool timed_out = false;
+  bool started_pending = false;  // exec_flags::kDeferStarted: Started not sent yet
 };
 
 struct FileRead {
@@ -143,6 +144,7 @@ class Agent {
   bool flush_output();  // false when the connection is gone
   bool handle_frame(const proto::Frame& f);
   void start_exec(uint32_t id, const proto::ExecRequest& req);
+  void send_started(Command& c);  // a deferred Started, before the command's next frame
   void pump_command(Command& c, const struct pollfd* out_pfd, const struct pollfd* err_pfd,
                     const struct pollfd* in_pfd);
   void reap_children();
@@ -161,6 +163,8 @@ class Agent {
   std::set<uint32_t> failed_writes_;    // FileWrite that failed early: ignore its chunks
   std::map<uint32_t, FileRead> reads_;  // FileRead in progress
   std::vector<std::string> env_ = initial_environment();
+  int devnull_ = -1;                  // stdin of commands without one
+  std::vector<int> ignored_signals_;  // SIG_IGN here; commands get them back at default
 };
 
 bool Agent::flush_output() {
@@ -187,59 +191,154 @@ size_t pending(const std::string& out, size_t off) {
   return out.size() - off;
 }
 
+// What a command's child process needs, all prepared by the agent before vfork(): the child
+// shares the agent's memory until it execs, so it must not allocate, take locks or write
+// anything of the agent's except the one slot noted below.
+struct ChildPlan {
+  const char* path = nullptr;  // resolved program; nullptr: not found in PATH
+  const char* name = nullptr;  // argv[0] as given, for messages
+  int path_error = ENOENT;     // why `path` is nullptr
+  // {"/bin/sh", argv[0], argv[1], ..., nullptr}: argv_sh + 1 is the command's argv; on ENOEXEC
+  // (a script without #!) argv_sh[1] becomes `path` and /bin/sh runs it, as execvp does.
+  char** argv_sh = nullptr;
+  char** envp = nullptr;
+  const char* cwd = "/";
+  int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;
+  const std::vector<int>* ignored_signals = nullptr;
+};
+
+// Async-signal-safe message to fd 2 of the child: "airlock: <a><b>: <c>\n".
+void child_message(const char* a, const char* b, const char* c) {
+  char buf[512];
+  size_t n = 0;
+  for (const char* part : {"airlock: ", a, b, ": ", c, "\n"})
+    for (const char* p = part; *p && n < sizeof buf; ++p) buf[n++] = *p;
+  ssize_t ignored = write(2, buf, n);
+  (void)ignored;
+}
+
+[[noreturn]] void run_child(const ChildPlan& plan) {
+  // Own process group (so timeouts and kill reach its children); signals back to defaults:
+  // execve resets handled ones itself, ignored ones and the mask survive it.
+  setpgid(0, 0);
+  for (int s : *plan.ignored_signals) signal(s, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  dup2(plan.stdin_fd, 0);
+  dup2(plan.stdout_fd, 1);
+  dup2(plan.stderr_fd, 2);
+  if (chdir(plan.cwd) != 0) {
+    child_message("cannot change directory to ", plan.cwd, strerrordesc_np(errno));
+    _exit(126);
+  }
+  if (plan.path == nullptr) {
+    child_message(
+        plan.name, "",
+        plan.path_error == ENOENT ? "command not found" : strerrordesc_np(plan.path_error));
+    _exit(plan.path_error == ENOENT ? 127 : 126);
+  }
+  execve(plan.path, plan.argv_sh + 1, plan.envp);
+  int err = errno;
+  if (err == ENOEXEC) {
+    plan.argv_sh[1] = const_cast<char*>(plan.path);
+    execve("/bin/sh", plan.argv_sh, plan.envp);
+    err = errno;
+  }
+  child_message(plan.name, "", err == ENOENT ? "command not found" : strerrordesc_np(err));
+  _exit(err == ENOENT ? 127 : 126);
+}
+
+// vfork: the agent is suspended until the child has exec'd or exited, and no page tables are
+// copied (fork of the agent, and the copy-on-write faults after it, dominated a short command's
+// cost in an emulated guest). Kept in its own function so no local of the caller lives across
+// the vfork.
+__attribute__((noinline)) pid_t spawn_child(const ChildPlan& plan) {
+  pid_t pid = vfork();
+  if (pid == 0) run_child(plan);
+  return pid;
+}
+
+// execvp's PATH search, done by the agent before vfork (the child must not touch `environ`):
+// the first regular executable file among PATH's directories, relative ones taken from `cwd`.
+// Sets *err (ENOENT, or EACCES if only non-executable candidates exist) when none is found.
+std::string find_in_path(const std::string& name, const std::vector<std::string>& env,
+                         const char* cwd, int* err) {
+  if (name.find('/') != std::string::npos) return name;
+  *err = ENOENT;
+  if (name.empty()) return {};
+  std::string path_var = "/bin:/usr/bin";  // execvp's default without PATH
+  for (const auto& e : env)
+    if (e.compare(0, 5, "PATH=") == 0) path_var = e.substr(5);
+  size_t pos = 0;
+  for (;;) {
+    size_t colon = path_var.find(':', pos);
+    std::string dir = path_var.substr(pos, colon == std::string::npos ? colon : colon - pos);
+    if (dir.empty()) dir = ".";
+    std::string candidate = (dir[0] == '/' ? dir : std::string(cwd) + "/" + dir) + "/" + name;
+    struct stat st;
+    if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      if (access(candidate.c_str(), X_OK) == 0) return candidate;
+      *err = EACCES;
+    }
+    if (colon == std::string::npos) break;
+    pos = colon + 1;
+  }
+  return {};
+}
+
 void Agent::start_exec(uint32_t id, const proto::ExecRequest& req) {
   if (commands_.count(id)) return send_error(id, EEXIST, "request id already running");
   int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
   bool want_stdin = req.flags & proto::exec_flags::kStdin;
+  auto close_pipes = [&] {
+    for (int fd : {in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]})
+      if (fd >= 0) close(fd);
+  };
   if ((want_stdin ? pipe2(in_pipe, O_CLOEXEC) : 0) != 0 || pipe2(out_pipe, O_CLOEXEC) != 0 ||
       pipe2(err_pipe, O_CLOEXEC) != 0) {
     int err = errno;
-    for (int fd : {in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]})
-      if (fd >= 0) close(fd);
+    close_pipes();
     return send_error(id, err, "pipe");
   }
   std::vector<std::string> env =
       (req.flags & proto::exec_flags::kClearEnv) ? std::vector<std::string>{} : env_;
   for (const auto& e : req.env) env_put(env, e);
-  std::vector<char*> argv, envp;
-  for (const auto& a : req.argv) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
+  const char* cwd = req.cwd.empty() ? "/" : req.cwd.c_str();
+  int path_error = ENOENT;
+  std::string path = find_in_path(req.argv[0], env, cwd, &path_error);
+
+  std::vector<char*> argv_sh, envp;
+  argv_sh.reserve(req.argv.size() + 2);
+  argv_sh.push_back(const_cast<char*>("/bin/sh"));
+  for (const auto& a : req.argv) argv_sh.push_back(const_cast<char*>(a.c_str()));
+  argv_sh.push_back(nullptr);
+  envp.reserve(env.size() + 1);
   for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
-  const char* cwd = req.cwd.empty() ? "/" : req.cwd.c_str();
 
-  pid_t pid = fork();
+  ChildPlan plan;
+  plan.path = path.empty() ? nullptr : path.c_str();
+  plan.name = req.argv[0].c_str();
+  plan.path_error = path_error;
+  plan.argv_sh = argv_sh.data();
+  plan.envp = envp.data();
+  plan.cwd = cwd;
+  plan.stdin_fd = want_stdin ? in_pipe[0] : devnull_;
+  plan.stdout_fd = out_pipe[1];
+  plan.stderr_fd = err_pipe[1];
+  plan.ignored_signals = &ignored_signals_;
+  pid_t pid = spawn_child(plan);
   if (pid < 0) {
     int err = errno;
-    for (int fd : {in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]})
-      if (fd >= 0) close(fd);
+    close_pipes();
     return send_error(id, err, "fork");
-  }
-  if (pid == 0) {
-    // Child: own process group (so timeouts and kill reach its children), default signals.
-    setpgid(0, 0);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int s = 1; s < NSIG; ++s) signal(s, SIG_DFL);
-    int in = want_stdin ? in_pipe[0] : open("/dev/null", O_RDONLY);
-    dup2(in, 0);
-    dup2(out_pipe[1], 1);
-    dup2(err_pipe[1], 2);
-    if (chdir(cwd) != 0) {
-      dprintf(2, "airlock: cannot change directory to %s: %s\n", cwd, strerror(errno));
-      _exit(126);
-    }
-    environ = envp.data();
-    execvp(argv[0], argv.data());
-    int err = errno;
-    dprintf(2, "airlock: %s: %s\n", argv[0], err == ENOENT ? "command not found" : strerror(err));
-    _exit(err == ENOENT ? 127 : 126);
   }
   setpgid(pid, pid);  // also here, so a kill right after Started reaches the group
   auto c = std::make_unique<Command>();
   c->id = id;
   c->pid = pid;
+  c->started_pending = req.flags & proto::exec_flags::kDeferStarted;
   if (want_stdin) {
     close(in_pipe[0]);
     c->stdin_fd = in_pipe[1];
@@ -252,8 +351,15 @@ void Agent::start_exec(uint32_t id, const proto::ExecRequest& req) {
   fcntl(c->stdout_fd, F_SETFL, O_NONBLOCK);
   fcntl(c->stderr_fd, F_SETFL, O_NONBLOCK);
   if (req.timeout_ms) c->deadline = now_ms() + req.timeout_ms;
-  send(Op::kStarted, id, proto::U32Message{static_cast<uint32_t>(pid)}.encode());
+  if (!c->started_pending)
+    send(Op::kStarted, id, proto::U32Message{static_cast<uint32_t>(pid)}.encode());
   commands_[id] = std::move(c);
+}
+
+void Agent::send_started(Command& c) {
+  if (!c.started_pending) return;
+  c.started_pending = false;
+  send(Op::kStarted, c.id, proto::U32Message{static_cast<uint32_t>(c.pid)}.encode());
 }
 
 void Agent::file_write_begin(uint32_t id, const proto::PathRequest& req) {
@@ -324,6 +430,7 @@ bool Agent::handle_frame(const proto::Frame& f) {
       Command& c = *it->second;
       if (c.stdin_fd < 0 || c.stdin_close_requested) {
         // Nobody will read it: acknowledge so the host's window does not stall.
+        send_started(c);
         send(Op::kStdinAck, id,
              proto::U32Message{static_cast<uint32_t>(f.payload.size())}.encode());
         return true;
@@ -467,6 +574,7 @@ void Agent::pump_command(Command& c, const struct pollfd* out_pfd, const struct 
     if (fd < 0 || !pfd || !(pfd->revents & (POLLIN | POLLHUP | POLLERR))) return;
     ssize_t n = read(fd, buf, sizeof buf);
     if (n > 0) {
+      send_started(c);
       send(op, c.id, std::string_view(buf, static_cast<size_t>(n)));
     } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
       close_fd(fd);
@@ -542,6 +650,7 @@ void Agent::finish_commands() {
       st.exit_code = WEXITSTATUS(c.wait_status);
     }
     st.timed_out = c.timed_out;
+    send_started(c);
     send(Op::kExit, c.id, st.encode());
     it = commands_.erase(it);
   }
@@ -575,6 +684,11 @@ int Agent::run() {
   sigprocmask(SIG_BLOCK, &chld, nullptr);
   sigfd_ = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
   fcntl(sock_, F_SETFL, O_NONBLOCK);
+  devnull_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  for (int s = 1; s < NSIG; ++s) {
+    struct sigaction sa;
+    if (sigaction(s, nullptr, &sa) == 0 && sa.sa_handler == SIG_IGN) ignored_signals_.push_back(s);
+  }
 
   struct utsname uts;
   uname(&uts);

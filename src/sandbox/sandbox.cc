@@ -466,6 +466,7 @@ Result<ExecResult> SandboxImpl::exec(const std::vector<std::string>& argv,
     return Status(Errc::invalid_argument, "timeout out of range");
   spec.timeout_ms = static_cast<uint32_t>(options.timeout.count());
   spec.open_stdin = !options.stdin_data.empty();
+  spec.defer_started = true;  // collected: Started may ride with the Exit (agent/client.h)
   Millis wait = options.wait_timeout;
   if (wait.count() <= 0)
     wait = options.timeout.count() > 0 ? options.timeout + Millis(10000) : Millis(3600000);

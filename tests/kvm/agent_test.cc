@@ -103,6 +103,26 @@ TEST_CASE("commands: listing, exit codes, signals, streams, env, cwd, concurrenc
   CHECK(must(sb->sh("hostname")).text() == "airlock");
   CHECK(must(sb->exec({"cat"}, {.stdin_data = "piped"})).stdout == "piped");
 
+  // The agent searches PATH itself (before vfork): the command's own PATH, relative entries
+  // from its cwd, non-executable files skipped (126 if nothing else), and a script without #!
+  // goes to /bin/sh, as execvp does.
+  REQUIRE(sb->fs().write("/tmp/bin/hello-path", "echo found $0 $1\n", 0755).ok());
+  REQUIRE(sb->fs().write("/tmp/noexec/hello-path", "echo wrong\n", 0644).ok());
+  CHECK(must(sb->exec({"hello-path", "x"}, {.env = {{"PATH", "/tmp/noexec:/tmp/bin"}}})).text() ==
+        "found /tmp/bin/hello-path x");
+  CHECK(must(sb->exec({"hello-path"}, {.env = {{"PATH", "bin"}}, .cwd = "/tmp"})).text() ==
+        "found /tmp/bin/hello-path");
+  auto noexec = must(sb->exec({"hello-path"}, {.env = {{"PATH", "/tmp/noexec"}}}));
+  CHECK(noexec.exit_code == 126);
+  CHECK(noexec.stderr.find("Permission denied") != std::string::npos);
+  auto nodir = must(sb->exec({"true"}, {.cwd = "/no/such/dir"}));
+  CHECK(nodir.exit_code == 126);
+  CHECK(nodir.stderr.find("cannot change directory") != std::string::npos);
+  // Commands start with no signal ignored or blocked (the agent ignores SIGPIPE and blocks
+  // SIGCHLD for itself).
+  auto sigs = must(sb->exec({"grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"}));
+  CHECK(sigs.stdout == "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+
   // 32 commands at once; each sleeps, so they must overlap to finish quickly.
   std::vector<std::thread> threads;
   std::atomic<int> good{0};

@@ -102,6 +102,14 @@ TEST_CASE("exec request round-trips and validates its fields") {
   ExecRequest flags = req;
   flags.flags = 0x80;
   CHECK(ExecRequest::decode(flags.encode(), back) == "unknown exec flags");
+
+  // A deferred Started is for collected commands only: with stdin the host waits for Started.
+  ExecRequest deferred = req;
+  deferred.flags = exec_flags::kDeferStarted | exec_flags::kClearEnv;
+  REQUIRE(ExecRequest::decode(deferred.encode(), back).empty());
+  CHECK(back.flags == (exec_flags::kDeferStarted | exec_flags::kClearEnv));
+  deferred.flags = exec_flags::kDeferStarted | exec_flags::kStdin;
+  CHECK(ExecRequest::decode(deferred.encode(), back) == "kDeferStarted with kStdin");
 }
 
 TEST_CASE("payload decoders reject truncation, lies about counts and trailing bytes") {
