@@ -28,7 +28,16 @@ class Upstream(http.server.BaseHTTPRequestHandler):
         pass
 
 
+# Longer than the proxy's 2 s default: a hook that takes SLOW_HOOK_S still decides in time only
+# if hook_deadline reached the proxy.
+HOOK_DEADLINE_S = 8.0
+SLOW_HOOK_S = 3.5
+
+
 def hook(req):
+    if req.target.startswith("/slow"):
+        time.sleep(SLOW_HOOK_S)
+        return airlock.HookDecision(set_headers={"X-Hooked": "slow"})
     if req.target.startswith("/blocked"):
         return airlock.HookDecision(allow=False, status=451, message="blocked by hook")
     return airlock.HookDecision(set_headers={"X-Hooked": "yes"})
@@ -50,7 +59,8 @@ def sb():
     try:
         s = airlock.Sandbox(boot_timeout=240, allow_net=[host],
                             secrets={"API_KEY": (REAL_KEY, [host])}, on_audit=on_audit,
-                            request_hook=hook, resolve_override={"api.example.com": "127.0.0.1"})
+                            request_hook=hook, hook_deadline=HOOK_DEADLINE_S,
+                            resolve_override={"api.example.com": "127.0.0.1"})
     except airlock.UnavailableError as e:
         assert "networking not built yet" in str(e)
         server.shutdown()
@@ -80,6 +90,15 @@ def test_hook_can_deny(sb):
                 'echo " exit=$?"').text()
     assert "451" in out and "exit=0" not in out, out
     assert len(Upstream.seen) == n  # never reached the upstream
+
+
+def test_hook_deadline_is_the_configured_one(sb):
+    # 3.5 s is past the proxy's default deadline (2 s) and within the configured 8 s.
+    out = sb.sh(f'wget -q -O - http://api.example.com:{sb._port}/slow 2>&1; '
+                'echo " exit=$?"').text()
+    assert "upstream ok" in out and "exit=0" in out, out
+    path, headers = Upstream.seen[-1]
+    assert path == "/slow" and headers.get("X-Hooked") == "slow"
 
 
 def test_secret_is_a_placeholder(sb):
