@@ -28,9 +28,18 @@ test('secret placeholder, refused host, audit event, request hook', async (t) =>
       secrets: { API_KEY: { value: REAL_KEY, hosts: [host] } },
       resolveOverride: { 'api.example.com': '127.0.0.1' },
       onAudit: (e) => events.push(e),
-      requestHook: (req) => req.target.startsWith('/blocked')
-        ? { allow: false, status: 451, message: 'blocked by hook' }
-        : { setHeaders: { 'X-Hooked': 'yes' } },
+      // Longer than the proxy's 2 s default: the 3.5 s hook on /slow decides in time only if
+      // hookDeadline reached the proxy.
+      hookDeadline: 8000,
+      requestHook: (req) => {
+        if (req.target.startsWith('/slow')) {
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 3500);  // a slow hook
+          return { setHeaders: { 'X-Hooked': 'slow' } };
+        }
+        return req.target.startsWith('/blocked')
+          ? { allow: false, status: 451, message: 'blocked by hook' }
+          : { setHeaders: { 'X-Hooked': 'yes' } };
+      },
     });
   } catch (e) {
     assert.ok(e instanceof airlock.UnavailableError && /networking not built yet/.test(e.message));
@@ -51,6 +60,11 @@ test('secret placeholder, refused host, audit event, request hook', async (t) =>
     const blocked = await sb.sh`wget -q -O - ${`http://${host}/blocked`} 2>&1; echo " exit=$?"`.text();
     assert.ok(blocked.includes('451') && !blocked.includes('exit=0'), blocked);
     assert.equal(seen.length, n);
+
+    const slow = await sb.sh`wget -q -O - ${`http://${host}/slow`} 2>&1; echo " exit=$?"`.text();
+    assert.ok(slow.includes('upstream ok') && slow.includes('exit=0'), slow);
+    assert.equal(seen.at(-1).url, '/slow');
+    assert.equal(seen.at(-1).headers['x-hooked'], 'slow');
 
     const out = await sb.sh`wget -q -O /dev/null http://example.org/ 2>&1; echo " exit=$?"`.text();
     assert.ok(out.includes('403') && !out.includes('exit=0'), out);
