@@ -202,13 +202,19 @@ Result<SnapshotInfo> SandboxStorage::snapshot(Sandbox& sb, const std::string& na
   ExecOptions eo;
   eo.timeout = Millis(60000);
   // Everything the guest wrote reaches the disk, and nothing more is written while we copy.
-  AIRLOCK_ASSIGN_OR_RETURN(auto frozen, sb.exec({kGuestAgent, "fsfreeze", kGuestUpperMount}, eo));
-  if (!frozen.success())
-    return Status(Errc::unavailable,
-                  "freezing the guest's root filesystem failed: " + frozen.stderr);
-  auto taken = store_->snapshot_root(upper_fd_.get(), root_, name);
+  auto frozen = sb.exec({kGuestAgent, "fsfreeze", kGuestUpperMount}, eo);
+  Result<image::SnapshotInfo> taken = Status(Errc::internal, "not taken");
+  if (!frozen.ok())
+    taken = frozen.status().prefix("freezing the guest's root filesystem");
+  else if (!frozen->success())
+    taken =
+        Status(Errc::unavailable, "freezing the guest's root filesystem failed: " + frozen->stderr);
+  else
+    taken = store_->snapshot_root(upper_fd_.get(), root_, name);
+  // Thawed whatever happened (a freeze that timed out may still have taken effect); thawing a
+  // filesystem that is not frozen only fails harmlessly.
   auto thawed = sb.exec({kGuestAgent, "fsthaw", kGuestUpperMount}, eo);
-  if (!thawed.ok() || !thawed->success())
+  if (frozen.ok() && frozen->success() && (!thawed.ok() || !thawed->success()))
     AIRLOCK_LOG_WARN("sandbox", "thawing the guest's root filesystem failed: {}",
                      thawed.ok() ? thawed->stderr : thawed.status().to_string());
   if (!taken.ok()) return taken.status();

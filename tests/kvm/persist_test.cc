@@ -64,6 +64,13 @@ Booted boot(SandboxOptions options) {
   return b;
 }
 
+// Every command is bounded, so a stuck guest fails the test with the console instead of hanging.
+ExecOptions bounded() {
+  ExecOptions o;
+  o.timeout = Millis(120000);
+  return o;
+}
+
 ExecResult must(Result<ExecResult> r) {
   REQUIRE_MESSAGE(r.ok(), r.status().to_string());
   return std::move(r).value();
@@ -101,17 +108,19 @@ TEST_CASE("persist: root image runs Debian tools and a volume outlives its sandb
   Sandbox& sb = *first.sb;
 
   // The Debian root, not the initramfs: its python3 and curl run.
-  auto py = must(sb.exec({"python3", "-c", "import sys, ssl; print(sys.version_info[0] * 14)"}));
+  auto py = must(
+      sb.exec({"python3", "-c", "import sys, ssl; print(sys.version_info[0] * 14)"}, bounded()));
   CHECK_MESSAGE(py.success(), py.stderr);
   CHECK(py.text() == "42");
-  auto curl = must(sb.sh("curl --version"));
+  auto curl = must(sb.sh("curl --version", bounded()));
   CHECK_MESSAGE(curl.success(), curl.stderr);
   CHECK(curl.stdout.rfind("curl ", 0) == 0);
-  CHECK(must(sb.sh("grep -c '^ID=debian' /etc/os-release")).text() == "1");
+  CHECK(must(sb.sh("grep -c '^ID=debian' /etc/os-release", bounded())).text() == "1");
   // The root is an overlay (writable in memory); the volume is ext4 at its path.
-  CHECK(must(sb.sh("awk '$2 == \"/\" {print $3}' /proc/mounts")).text() == "overlay");
-  CHECK(must(sb.sh("awk '$2 == \"/data\" {print $3}' /proc/mounts")).text() == "ext4");
-  CHECK(must(sb.sh("echo scratch > /etc/scratch && cat /etc/scratch")).text() == "scratch");
+  CHECK(must(sb.sh("awk '$2 == \"/\" {print $3}' /proc/mounts", bounded())).text() == "overlay");
+  CHECK(must(sb.sh("awk '$2 == \"/data\" {print $3}' /proc/mounts", bounded())).text() == "ext4");
+  CHECK(must(sb.sh("echo scratch > /etc/scratch && cat /etc/scratch", bounded())).text() ==
+        "scratch");
   REQUIRE(sb.fs().write("/data/hello.txt", "written by the first sandbox").ok());
 
   // A second writer is refused before anything boots, naming the volume.
@@ -143,7 +152,7 @@ TEST_CASE("persist: root image runs Debian tools and a volume outlives its sandb
   REQUIRE_MESSAGE(read.ok(), read.status().to_string());
   CHECK(*read == "written by the first sandbox");
   // The initramfs root is unchanged: no Debian here.
-  CHECK_FALSE(must(second.sb->sh("test -e /etc/os-release")).success());
+  CHECK_FALSE(must(second.sb->sh("test -e /etc/os-release", bounded())).success());
   second.sb->close();
 
   // Volume snapshot -> new volume, checked on the host with debugfs.
@@ -188,14 +197,15 @@ TEST_CASE("persist: a package installed with dpkg survives a root snapshot") {
   MESSAGE("boot with the root image and a disk upper: " << first.seconds << " s");
   Sandbox& sb = *first.sb;
   REQUIRE(sb.fs().upload(deb, "/root/airlock-hello.deb").ok());
-  auto installed = must(sb.sh("dpkg -i /root/airlock-hello.deb && rm /root/airlock-hello.deb"));
+  auto installed =
+      must(sb.sh("dpkg -i /root/airlock-hello.deb && rm /root/airlock-hello.deb", bounded()));
   REQUIRE_MESSAGE(installed.success(), (installed.stdout + installed.stderr));
-  CHECK(must(sb.sh("airlock-hello")).text() == "hello from a package");
+  CHECK(must(sb.sh("airlock-hello", bounded())).text() == "hello from a package");
   auto snap = sb.snapshot("with-hello");
   REQUIRE_MESSAGE(snap.ok(), snap.status().to_string());
   CHECK(snap->is_root);
   // The guest filesystem is thawed again: writing works after the snapshot.
-  CHECK(must(sb.sh("echo after > /root/after && cat /root/after")).text() == "after");
+  CHECK(must(sb.sh("echo after > /root/after && cat /root/after", bounded())).text() == "after");
   CHECK(sb.snapshot("with-hello").status().code() == Errc::invalid_argument);  // exists
   first.sb->close();
 
@@ -204,12 +214,12 @@ TEST_CASE("persist: a package installed with dpkg survives a root snapshot") {
   o.root_snapshot = "with-hello";
   Booted second = boot(o);
   MESSAGE("boot from a root snapshot: " << second.seconds << " s");
-  CHECK(must(second.sb->sh("airlock-hello")).text() == "hello from a package");
-  CHECK(must(second.sb->sh("dpkg-query -W -f '${Status}' airlock-hello")).text() ==
+  CHECK(must(second.sb->sh("airlock-hello", bounded())).text() == "hello from a package");
+  CHECK(must(second.sb->sh("dpkg-query -W -f '${Status}' airlock-hello", bounded())).text() ==
         "install ok installed");
   // Taken before these were written or removed.
-  CHECK_FALSE(must(second.sb->sh("test -e /root/after")).success());
-  CHECK_FALSE(must(second.sb->sh("test -e /root/airlock-hello.deb")).success());
+  CHECK_FALSE(must(second.sb->sh("test -e /root/after", bounded())).success());
+  CHECK_FALSE(must(second.sb->sh("test -e /root/airlock-hello.deb", bounded())).success());
   // While a sandbox boots from it, the snapshot cannot be removed.
   CHECK(store.remove_snapshot("with-hello").code() == Errc::unavailable);
   // Without a disk upper there is nothing to snapshot.
