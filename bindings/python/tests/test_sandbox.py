@@ -225,3 +225,29 @@ def test_close_while_running_then_use(sb):
     with pytest.raises(airlock.ClosedError):
         sb.sh("true")
     sb.close()  # idempotent
+
+
+def test_root_image_and_volume_survive_the_sandbox():
+    # Its own sandbox: the Debian root image with a volume; the file is read back on the host.
+    import shutil
+    import subprocess
+    base = os.environ.get("TMPDIR") or "/tmp"
+    store = tempfile.mkdtemp(prefix="airlock-py-store-", dir=base)
+    try:
+        st = airlock.Storage(store)
+        st.create_volume("data", 32 << 20)
+        with airlock.Sandbox(boot_timeout=240, root_image="default", storage_dir=store,
+                             volumes=[airlock.Volume("data", "/data")]) as s:
+            r = s.exec(["python3", "-c", "open('/data/f', 'w').write('from python')"], timeout=120)
+            assert r.ok, r.stderr
+            assert [v.in_use for v in st.volumes()] == [True]
+            with pytest.raises(airlock.UnavailableError) as e:
+                airlock.Sandbox(storage_dir=store, volumes=[airlock.Volume("data", "/d")])
+            assert "volume data" in str(e.value)
+        assert [v.in_use for v in st.volumes()] == [False]
+        debugfs = shutil.which("debugfs") or "/usr/sbin/debugfs"
+        out = subprocess.run([debugfs, "-R", "cat /f", os.path.join(store, "volumes", "data.ext4")],
+                             capture_output=True, text=True).stdout
+        assert out == "from python"
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
