@@ -23,8 +23,7 @@ int main(void) {
   airlock_exec_result r;
   const char *allow[] = {"api.example.com"};
   airlock_secret secret;
-  int rc, networking = 1;
-  const char *secret_state = "pending", *egress_state = "pending";
+  int rc;
 
   airlock_sandbox_options_init(&o);
   o.boot_timeout_ms = 240000;
@@ -37,13 +36,6 @@ int main(void) {
   o.secrets = &secret;
   o.secrets_count = 1;
   rc = airlock_sandbox_create(&o, &sb);
-  if (rc == AIRLOCK_E_UNAVAILABLE && strstr(airlock_last_error(), "networking")) {
-    printf("networking: %s (secrets and allow_net are pending)\n", airlock_last_error());
-    networking = 0;
-    airlock_sandbox_options_init(&o);
-    o.boot_timeout_ms = 240000;
-    rc = airlock_sandbox_create(&o, &sb);
-  }
   if (rc != AIRLOCK_OK) {
     fprintf(stderr, "create failed: %s: %s\n", airlock_status_name(rc), airlock_last_error());
     return 1;
@@ -55,27 +47,23 @@ int main(void) {
     return 1;
   printf("command: %s", r.stdout_data);
 
-  if (networking) {
-    /* 2. The guest only has a placeholder for API_KEY. */
-    if (run(sb, "printf %s \"$API_KEY\"", &r) != AIRLOCK_OK) return 1;
-    printf("guest sees API_KEY=%s\n", r.stdout_data);
-    if (r.stdout_len == 0 || strstr(r.stdout_data, REAL_KEY) != NULL) {
-      fprintf(stderr, "the guest saw the real key or nothing\n");
-      return 1;
-    }
-    secret_state = "placeholder";
-    /* 3. A host outside allow_net is refused (by DNS or by the proxy). */
-    if (run(sb, "wget -q -O /dev/null http://example.org/ 2>&1; echo \" exit=$?\"", &r) != AIRLOCK_OK)
-      return 1;
-    printf("request to example.org: %s", r.stdout_data);
-    if (strstr(r.stdout_data, "403") == NULL || strstr(r.stdout_data, "exit=0") != NULL) {
-      fprintf(stderr, "expected the proxy's 403 for example.org\n");
-      return 1;
-    }
-    egress_state = "refused";
+  /* 2. The guest only has a placeholder for API_KEY. */
+  if (run(sb, "printf %s \"$API_KEY\"", &r) != AIRLOCK_OK) return 1;
+  printf("guest sees API_KEY=%s\n", r.stdout_data);
+  if (r.stdout_len == 0 || strstr(r.stdout_data, REAL_KEY) != NULL) {
+    fprintf(stderr, "the guest saw the real key or nothing\n");
+    return 1;
+  }
+  /* 3. A host outside allow_net is refused (by DNS or by the proxy). */
+  if (run(sb, "wget -q -O /dev/null http://example.org/ 2>&1; echo \" exit=$?\"", &r) != AIRLOCK_OK)
+    return 1;
+  printf("request to example.org: %s", r.stdout_data);
+  if (strstr(r.stdout_data, "403") == NULL || strstr(r.stdout_data, "exit=0") != NULL) {
+    fprintf(stderr, "expected the proxy's 403 for example.org\n");
+    return 1;
   }
   airlock_exec_result_free(&r);
   airlock_sandbox_destroy(sb);
-  printf("EXAMPLE ok command=ok secret=%s egress=%s\n", secret_state, egress_state);
+  printf("EXAMPLE ok command=ok secret=placeholder egress=refused\n");
   return 0;
 }

@@ -9,14 +9,8 @@ int main() {
   const std::string real_key = "sk-example-0123456789abcdef-not-real";
   airlock::SandboxOptions options;
   options.boot_timeout = airlock::Millis(240000);
-  bool networking = false;
-#ifdef AIRLOCK_EXAMPLE_NETWORKING
   options.allow_net = {"api.example.com"};
   options.secrets = {{"API_KEY", real_key, {"api.example.com"}}};
-  networking = true;
-#else
-  std::printf("networking: not built yet (secrets and allow_net are pending)\n");
-#endif
   auto sb = airlock::Sandbox::create(std::move(options));
   if (!sb.ok()) {
     std::fprintf(stderr, "create failed: %s\n", sb.status().to_string().c_str());
@@ -26,28 +20,22 @@ int main() {
   if (!r.ok() || r->exit_code != 0) return 1;
   std::printf("command: %s\n", r->text().c_str());
 
-  const char* secret_state = "pending";
-  const char* egress_state = "pending";
-  if (networking) {
-    auto key = (*sb)->sh("printf %s \"$API_KEY\"");
-    if (!key.ok() || key->stdout.empty() || key->stdout.find(real_key) != std::string::npos) {
-      std::fprintf(stderr, "the guest saw the real key or nothing\n");
-      return 1;
-    }
-    std::printf("guest sees API_KEY=%s\n", key->stdout.c_str());
-    secret_state = "placeholder";
-    // The guest's tools go through the proxy (http_proxy is set): example.org gets a 403.
-    auto out = (*sb)->sh("wget -q -O /dev/null http://example.org/ 2>&1; echo \" exit=$?\"");
-    if (!out.ok()) return 1;
-    std::printf("request to example.org: %s\n", out->text().c_str());
-    if (out->stdout.find("403") == std::string::npos ||
-        out->stdout.find("exit=0") != std::string::npos) {
-      std::fprintf(stderr, "expected the proxy's 403 for example.org\n");
-      return 1;
-    }
-    egress_state = "refused";
+  auto key = (*sb)->sh("printf %s \"$API_KEY\"");
+  if (!key.ok() || key->stdout.empty() || key->stdout.find(real_key) != std::string::npos) {
+    std::fprintf(stderr, "the guest saw the real key or nothing\n");
+    return 1;
+  }
+  std::printf("guest sees API_KEY=%s\n", key->stdout.c_str());
+  // The guest's tools go through the proxy (http_proxy is set): example.org gets a 403.
+  auto out = (*sb)->sh("wget -q -O /dev/null http://example.org/ 2>&1; echo \" exit=$?\"");
+  if (!out.ok()) return 1;
+  std::printf("request to example.org: %s\n", out->text().c_str());
+  if (out->stdout.find("403") == std::string::npos ||
+      out->stdout.find("exit=0") != std::string::npos) {
+    std::fprintf(stderr, "expected the proxy's 403 for example.org\n");
+    return 1;
   }
   (*sb)->close();
-  std::printf("EXAMPLE ok command=ok secret=%s egress=%s\n", secret_state, egress_state);
+  std::printf("EXAMPLE ok command=ok secret=placeholder egress=refused\n");
   return 0;
 }
