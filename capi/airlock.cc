@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -129,16 +130,32 @@ void through_gates(std::initializer_list<Gate*> gates, F&& fn) {
 // Bounds of what the C structs may claim as their size.
 constexpr size_t kMaxStructSize = 64 * 1024;
 
-// Copies a caller's struct of a possibly different version into `out`.
+// Size of each struct's version 1; fields appended since then read as zero for callers built
+// against version 1. A struct that never grew is its own version 1.
+template <class T>
+constexpr size_t kVersion1Size = sizeof(T);
+template <>
+constexpr size_t kVersion1Size<airlock_sandbox_options> =
+    offsetof(airlock_sandbox_options, max_lifetime_ms) +
+    sizeof(airlock_sandbox_options::max_lifetime_ms);
+
+// Copies a caller's struct of a possibly different version into `out` (which the caller has
+// initialised with the struct's _init function: an older caller's missing fields keep those
+// defaults).
 template <class T>
 int read_struct(const T* in, T* out, const char* what) {
   if (in == nullptr) return fail(Errc::invalid_argument, std::string(what) + " is NULL");
   size_t size = in->struct_size;
-  if (size < sizeof(T))
+  if (size < kVersion1Size<T>)
     return fail(Errc::invalid_argument,
                 std::string(what) + ".struct_size is smaller than this library's version 1 (" +
-                    std::to_string(size) + " < " + std::to_string(sizeof(T)) +
+                    std::to_string(size) + " < " + std::to_string(kVersion1Size<T>) +
                     "): initialise it with its _init function");
+  if (size < sizeof(T)) {  // an older caller: copy what it has
+    std::memcpy(static_cast<void*>(out), in, size);
+    out->struct_size = sizeof(T);
+    return AIRLOCK_OK;
+  }
   if (size > kMaxStructSize)
     return fail(Errc::invalid_argument, std::string(what) + ".struct_size is implausible");
   const unsigned char* bytes = reinterpret_cast<const unsigned char*>(in);
@@ -578,6 +595,7 @@ int airlock_sandbox_create(const airlock_sandbox_options* options, airlock_sandb
     if (int rc = need(out, "out")) return rc;
     *out = nullptr;
     airlock_sandbox_options c;
+    airlock_sandbox_options_init(&c);
     if (int rc = read_struct(options, &c, "options")) return rc;
 
     auto handle = std::make_shared<airlock_sandbox>();
@@ -590,6 +608,12 @@ int airlock_sandbox_create(const airlock_sandbox_options* options, airlock_sandb
     if (int rc = env_map(c.env, c.env_count, &o.env, "options.env")) return rc;
     if (int rc = apply_network(o, c, handle.get())) return rc;
     if (int rc = apply_storage(o, c)) return rc;
+    if (c.has_tap_fd) {
+      // Sandbox::create dup()s it; the caller's fd stays the caller's.
+      if (c.tap_fd < 0)
+        return fail(Errc::invalid_argument, "options.tap_fd is negative (with has_tap_fd set)");
+      o.tap_fd = c.tap_fd;
+    }
     o.timeout = clamp_ms(c.timeout_ms);
     o.max_lifetime = clamp_ms(c.max_lifetime_ms);
     if (c.on_console) {

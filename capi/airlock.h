@@ -18,8 +18,10 @@
  *  - Handles are opaque. A destroyed or never-created handle is detected (AIRLOCK_E_INVALID_ARGUMENT)
  *    as long as its address was not reused by a later handle; NULL handles always are.
  *  - Option and result structs begin with `size_t struct_size`: set it with the *_init function
- *    (or sizeof). A size smaller than version 1 of the struct is refused; a larger one is accepted
- *    when the bytes this library does not know are zero (else AIRLOCK_E_INVALID_ARGUMENT).
+ *    (or sizeof). A size smaller than version 1 of the struct is refused; fields added later go
+ *    at the end, so a smaller size from an older caller is accepted down to version 1 and the
+ *    fields it lacks read as zero (their default); a larger one is accepted when the bytes this
+ *    library does not know are zero (else AIRLOCK_E_INVALID_ARGUMENT).
  *  - Strings are NUL-terminated UTF-8 unless a length is given. Input pointers are borrowed for
  *    the duration of the call only; the library copies what it keeps.
  *  - Memory the library returns (char ** out parameters, result buffers) is owned by the caller
@@ -220,6 +222,17 @@ typedef struct airlock_sandbox_options {
   uint64_t timeout_ms;
   /* Hard cap no set_timeout/extend may pass (AIRLOCK_E_RESOURCE_EXHAUSTED). 0: none. */
   uint64_t max_lifetime_ms;
+  /* ---- added after version 1: a version 1 caller's smaller struct_size leaves them 0 ---- */
+  /* Caller-tap networking (README "Network privileges"). has_tap_fd 0 (the default): airlock
+   * makes a network namespace and a tap itself, which needs root. Nonzero: tap_fd is a tap the
+   * caller opened with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR (fd 0 is a valid value, hence the
+   * flag), e.g. from a privileged helper; its host side must be up with 10.213.0.1/30 in the
+   * network namespace of the thread calling airlock_sandbox_create. create needs no privilege
+   * then. Ownership: borrowed; airlock duplicates the fd and never closes the caller's (close it
+   * whenever you like after create returns). Needs allow_net; an fd that is not such a tap is
+   * AIRLOCK_E_INVALID_ARGUMENT naming tap_fd, checked before anything boots. */
+  int has_tap_fd;
+  int tap_fd;
 } airlock_sandbox_options;
 
 typedef struct airlock_exec_options {

@@ -53,6 +53,10 @@ export interface SandboxOptions {
   volumes?: VolumeMount[];
   /** The store of volumes and snapshots; absent: the default. */
   storageDir?: string;
+  /** A tap fd the caller opened (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR), e.g. from a privileged
+   * helper: creating the sandbox then needs no privilege (README "Network privileges"). airlock
+   * dups it; the caller keeps and closes its own. Needs allowNet. */
+  tapFd?: number;
 }
 
 export interface VolumeMount {

@@ -269,7 +269,9 @@ class Sandbox {
    * waits for requestHook's answer before refusing the request with 403; default 2000),
    * resolveOverride, extraCaFiles, timeout (ms: the sandbox is killed and everything freed
    * this long after it booted; setTimeout()/extend() move it), maxLifetime (ms, a cap they
-   * cannot pass). memoryMb must be 256 to 4096 and vcpus 1 to 64.
+   * cannot pass). memoryMb must be 256 to 4096 and vcpus 1 to 64. tapFd: a tap the caller
+   * opened (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR; README "Network privileges"), so no privilege
+   * is needed; airlock dups it (the caller keeps and closes its own); needs allowNet.
    * Node 20 has no `await using`: close in `finally` (`try { ... } finally { await sb.close(); }`).
    */
   static async create(options = {}) {
@@ -283,7 +285,7 @@ class Sandbox {
       timeoutMs: options.timeout, maxLifetimeMs: options.maxLifetime,
       rootImage: options.rootImage, rootSnapshot: options.rootSnapshot,
       snapshottableRoot: options.snapshottableRoot, rootUpperBytes: options.rootUpperBytes,
-      volumes: options.volumes, storageDir: options.storageDir,
+      volumes: options.volumes, storageDir: options.storageDir, tapFd: options.tapFd,
     });
     return new Sandbox(h);
   }

@@ -3,6 +3,9 @@
 #include "sandbox/network.h"
 
 #include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 
 #include <utility>
 
@@ -38,6 +41,25 @@ Status run_checked(Sandbox& sb, const std::string& what, const std::string& scri
 
 GuestNetwork::~GuestNetwork() {
   stop();
+}
+
+Status GuestNetwork::check_caller_tap(const SandboxOptions& options) {
+  if (options.tap_fd < 0) return ok_status();
+  if (options.allow_net.empty())
+    return Status(Errc::invalid_argument,
+                  "tap_fd needs allow_net (the guest has no network without it)");
+  const std::string what = "SandboxOptions::tap_fd (" + std::to_string(options.tap_fd) + ")";
+  if (::fcntl(options.tap_fd, F_GETFD) < 0)
+    return Status(Errc::invalid_argument, what + " is not an open fd");
+  ifreq ifr{};
+  if (::ioctl(options.tap_fd, TUNGETIFF, &ifr) != 0)
+    return Status(Errc::invalid_argument, what + " is not an attached tun/tap device (TUNGETIFF: " +
+                                              errno_status("").message().substr(2) + ")");
+  const int need = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  if ((ifr.ifr_flags & need) != need)
+    return Status(Errc::invalid_argument,
+                  what + " must be opened with IFF_TAP | IFF_NO_PI | IFF_VNET_HDR");
+  return ok_status();
 }
 
 Result<std::unique_ptr<GuestNetwork>> GuestNetwork::create(const SandboxOptions& options) {

@@ -32,6 +32,11 @@ class GuestNetwork {
   // Errors: invalid_argument for bad options (secrets without allow_net, bad secret names),
   // permission_denied/unavailable when the namespace or tap cannot be made.
   static Result<std::unique_ptr<GuestNetwork>> create(const SandboxOptions& options);
+  // Checks SandboxOptions::tap_fd without touching the fd (no ownership taken, no setting
+  // changed), so that a wrong fd is reported before anything boots: ok when tap_fd is -1;
+  // invalid_argument naming tap_fd when it is not open, not a tun/tap opened with
+  // IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, or given without allow_net.
+  static Status check_caller_tap(const SandboxOptions& options);
   ~GuestNetwork();
   GuestNetwork(const GuestNetwork&) = delete;
   GuestNetwork& operator=(const GuestNetwork&) = delete;

@@ -239,6 +239,7 @@ Status SandboxImpl::boot(SandboxOptions options) {
     return Status(Errc::invalid_argument, fmt::format("vcpus of {} is not supported: 1 to {}",
                                                       options.vcpus, kMaxSandboxVcpus));
   AIRLOCK_RETURN_IF_ERROR(sandbox::Lifetime::validate(options.timeout, options.max_lifetime));
+  AIRLOCK_RETURN_IF_ERROR(sandbox::GuestNetwork::check_caller_tap(options));  // before any boot
   memory_bytes_ = options.memory_bytes;
   if (options.kernel_path.empty()) {
     AIRLOCK_ASSIGN_OR_RETURN(options.kernel_path, vmm::default_kernel_path());

@@ -188,3 +188,37 @@ TEST_CASE("tap_fd that is no tap or has no address is refused clearly") {
   CHECK(st.code() == Errc::invalid_argument);
   CHECK(st.to_string().find("address not configured") != std::string::npos);
 }
+
+TEST_CASE("Sandbox::create's early tap_fd check passes a helper's tap and refuses the rest") {
+  PreparedTap prepared(/*with_address=*/true);
+  const int tap_fd = prepared.tap.get();
+  // The check needs no privilege and takes no ownership.
+  std::string out = in_child([&]() -> std::string {
+    if (Status st = drop_all_capabilities(); !st.ok()) return st.to_string();
+    SandboxOptions o = net_options();
+    o.tap_fd = tap_fd;
+    Status st = sandbox::GuestNetwork::check_caller_tap(o);
+    return st.ok() ? "OK" : st.to_string();
+  });
+  CHECK(out == "OK");
+  CHECK(::fcntl(tap_fd, F_GETFD) >= 0);
+
+  SandboxOptions o = net_options();
+  CHECK(sandbox::GuestNetwork::check_caller_tap(o).ok());  // tap_fd -1: namespace mode
+  int p[2];
+  REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+  o.tap_fd = p[0];
+  Status not_tap = sandbox::GuestNetwork::check_caller_tap(o);
+  CHECK(not_tap.code() == Errc::invalid_argument);
+  CHECK(not_tap.to_string().find("tap_fd (" + std::to_string(p[0]) + ")") != std::string::npos);
+  CHECK(not_tap.to_string().find("tun/tap") != std::string::npos);
+  ::close(p[0]);
+  ::close(p[1]);
+  Status closed = sandbox::GuestNetwork::check_caller_tap(o);
+  CHECK(closed.code() == Errc::invalid_argument);
+  CHECK(closed.to_string().find("not an open fd") != std::string::npos);
+  o.tap_fd = tap_fd;
+  o.allow_net.clear();
+  CHECK(sandbox::GuestNetwork::check_caller_tap(o).to_string().find("tap_fd needs allow_net") !=
+        std::string::npos);
+}

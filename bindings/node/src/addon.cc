@@ -772,6 +772,9 @@ struct CreateInputs {
     bool read_only = false;
   };
   std::vector<Volume> volumes;
+  // caller-opened tap (tapFd); the library checks it
+  bool has_tap_fd = false;
+  int32_t tap_fd = -1;
 };
 
 // rootImage, rootSnapshot, snapshottableRoot, rootUpperBytes, storageDir, volumes:
@@ -827,6 +830,14 @@ napi_value Create(napi_env env, napi_callback_info info) {
   if (!storage_inputs(env, o, in.get()))
     return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT,
                          "bad storage options (volumes: [{name, path, readOnly}])");
+  if (napi_value fd = prop(env, o, "tapFd")) {
+    double d = 0;
+    if (type_of(env, fd) != napi_number || napi_get_value_double(env, fd, &d) != napi_ok ||
+        d != static_cast<double>(static_cast<int32_t>(d)))
+      return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "tapFd must be an integer fd");
+    in->has_tap_fd = true;
+    in->tap_fd = static_cast<int32_t>(d);
+  }
   if (napi_value ca = prop(env, o, "extraCaFiles")) {
     if (!string_array(env, ca, &in->extra_ca_files))
       return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "extraCaFiles must be a string array");
@@ -894,6 +905,8 @@ napi_value Create(napi_env env, napi_callback_info info) {
     o.root_upper_bytes = static_cast<uint64_t>(in->root_upper_bytes);
     o.volumes = vols.data();
     o.volumes_count = vols.size();
+    o.has_tap_fd = in->has_tap_fd ? 1 : 0;
+    o.tap_fd = in->tap_fd;
     o.resolve_override = overrides.data();
     o.resolve_override_count = overrides.size();
     o.extra_ca_files = cas.data();

@@ -108,3 +108,26 @@ test('storage: volumes and snapshots in a fresh store', async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('tapFd crosses the C ABI: a file is no tap, refused before anything boots', async () => {
+  const { openSync, fstatSync, closeSync } = await import('node:fs');
+  const { fileURLToPath } = await import('node:url');
+  const fd = openSync(fileURLToPath(import.meta.url), 'r');
+  try {
+    await assert.rejects(
+      airlock.Sandbox.create({ kernel: '/nonexistent/kernel', allowNet: ['example.com'], tapFd: fd }),
+      (e) => e instanceof airlock.InvalidArgumentError && e.message.includes('tap_fd') &&
+        e.message.includes('tun/tap'));
+    fstatSync(fd);  // borrowed: still open
+    await assert.rejects(airlock.Sandbox.create({ kernel: '/nonexistent/kernel', tapFd: fd }),
+      (e) => e instanceof airlock.InvalidArgumentError &&
+        e.message.includes('tap_fd needs allow_net'));
+  } finally {
+    closeSync(fd);
+  }
+  await assert.rejects(
+    airlock.Sandbox.create({ kernel: '/nonexistent/kernel', allowNet: ['example.com'], tapFd: -1 }),
+    (e) => e instanceof airlock.InvalidArgumentError && e.message.includes('tap_fd'));
+  await assert.rejects(airlock.Sandbox.create({ tapFd: 'three' }),
+    (e) => e instanceof airlock.InvalidArgumentError && e.message.includes('tapFd'));
+});

@@ -504,6 +504,9 @@ class Sandbox:
     timeout (seconds): the sandbox is killed, and everything it holds freed, this long after it
     booted (set_timeout()/extend() move it); max_lifetime (seconds) is a cap they cannot pass.
     memory_mb must be 256 to 4096 and vcpus 1 to 64 (else InvalidArgumentError).
+    tap_fd (an int or an object with fileno()): a tap the caller opened (IFF_TAP | IFF_NO_PI |
+    IFF_VNET_HDR), so creating the sandbox needs no privilege (README "Network privileges");
+    airlock duplicates it, the caller keeps and closes its own. Needs allow_net.
     """
 
     def __init__(self, *, allow_net: Iterable[str] = (),
@@ -520,7 +523,8 @@ class Sandbox:
                  max_lifetime: Optional[float] = None,
                  root_image: Optional[str] = None, root_snapshot: Optional[str] = None,
                  snapshottable_root: bool = False, root_upper_bytes: int = 0,
-                 volumes: Sequence[Volume] = (), storage_dir: Optional[str] = None) -> None:
+                 volumes: Sequence[Volume] = (), storage_dir: Optional[str] = None,
+                 tap_fd: Optional[int] = None) -> None:
         self._handle = None
         self._lock = threading.Lock()
         self._errors = _CallbackErrors()
@@ -602,6 +606,10 @@ class Sandbox:
         keep.append(vol_arr)
         o.volumes = ctypes.cast(vol_arr, ctypes.POINTER(_capi.airlock_volume_mount))
         o.volumes_count = len(vols)
+        if tap_fd is not None:
+            # The library checks it (a negative fd, or one that is no tap, is InvalidArgumentError).
+            o.has_tap_fd = 1
+            o.tap_fd = tap_fd if isinstance(tap_fd, int) else tap_fd.fileno()
 
         handle = ctypes.POINTER(_capi.airlock_sandbox)()
         _capi.airlock_sandbox_create(byref(o), byref(handle))

@@ -187,7 +187,9 @@ class airlock_sandbox_options(Structure):
                 ("volumes", POINTER(airlock_volume_mount)), ("volumes_count", c_size_t),
                 ("storage_dir", c_char_p),
                 # lifecycle
-                ("timeout_ms", c_uint64), ("max_lifetime_ms", c_uint64)]
+                ("timeout_ms", c_uint64), ("max_lifetime_ms", c_uint64),
+                # after version 1: caller-opened tap
+                ("has_tap_fd", c_int), ("tap_fd", c_int)]
 
 
 class airlock_sandbox_stats(Structure):

@@ -1,5 +1,6 @@
 """The Python binding without a VM: loading, versions, errors, misuse."""
 import ctypes
+import os
 import threading
 
 import pytest
@@ -172,3 +173,23 @@ def test_storage_options_reach_the_library(tmp_path):
     with pytest.raises(airlock.InvalidArgumentError):
         airlock.Sandbox(kernel="/nonexistent/kernel", storage_dir=str(tmp_path),
                         snapshottable_root=True)
+
+
+def test_tap_fd_reaches_the_library():
+    # A pipe is no tap: refused before anything boots, naming the option; the caller's fd is
+    # borrowed, never closed. fd 0 is a valid tap_fd (the C struct has a has_tap_fd flag).
+    r, w = os.pipe()
+    try:
+        with pytest.raises(airlock.InvalidArgumentError) as e:
+            airlock.Sandbox(kernel="/nonexistent/kernel", allow_net=["example.com"], tap_fd=r)
+        assert "tap_fd" in str(e.value) and "tun/tap" in str(e.value)
+        os.fstat(r)  # still open
+        with pytest.raises(airlock.InvalidArgumentError) as e:
+            airlock.Sandbox(kernel="/nonexistent/kernel", tap_fd=r)
+        assert "tap_fd needs allow_net" in str(e.value)
+    finally:
+        os.close(r)
+        os.close(w)
+    with pytest.raises(airlock.InvalidArgumentError) as e:
+        airlock.Sandbox(kernel="/nonexistent/kernel", allow_net=["example.com"], tap_fd=-1)
+    assert "tap_fd" in str(e.value)
