@@ -45,7 +45,7 @@ uint64_t consistent_offloads(uint64_t f) {
 enum EpollTag : uint64_t { kStopTag, kRxKickTag, kTxKickTag, kBackendTag };
 
 constexpr size_t kMinFrame = kVirtioNetHdrSize + 14;  // header + Ethernet header
-constexpr size_t kMaxTxSegments = 1024;               // UIO_MAXIOV
+constexpr size_t kMaxSegments = 1024;                 // UIO_MAXIOV
 
 uint16_t le16(const uint8_t* p) {
   return static_cast<uint16_t>(p[0] | p[1] << 8);
@@ -156,6 +156,7 @@ Status NetDevice::activate(const virtio::ActivateContext& ctx) {
   rx_len_ = 0;
   rx_chains_.clear();
   rx_wait_buffers_ = false;
+  rx_kicks_ = true;  // a queue starts with kicks asked for
   used_rx_ = used_tx_ = false;
   drain_eventfd(stop_fd_.get());
   drain_eventfd(rx_kick_.get());
@@ -207,8 +208,8 @@ void NetDevice::set_link_up(bool up) {
 }
 
 NetStats NetDevice::stats() const noexcept {
-  return {rx_frames_.load(), rx_bytes_.load(), rx_dropped_.load(),
-          tx_frames_.load(), tx_bytes_.load(), tx_dropped_.load()};
+  return {rx_frames_.load(), rx_bytes_.load(),   rx_dropped_.load(), tx_frames_.load(),
+          tx_bytes_.load(),  tx_dropped_.load(), rx_direct_.load()};
 }
 
 void NetDevice::run() noexcept {
@@ -319,7 +320,7 @@ Status NetDevice::build_tx(const virtio::DescriptorChain& chain) {
       if (d.len > s && !map_guest_range(*mem_, d.addr + s, d.len - s, tx_iov_))
         return Status(Errc::protocol, "net: transmit buffer outside guest RAM");
     }
-    ok = tx_iov_.size() <= kMaxTxSegments;
+    ok = tx_iov_.size() <= kMaxSegments;
   }
   if (!ok) {
     tx_dropped_.fetch_add(1, std::memory_order_relaxed);
@@ -348,12 +349,21 @@ Status NetDevice::transmit_pending(bool& written) {
   return txq_->add_used(*mem_, head, 0);
 }
 
-// Pops the next receive chain that has room; false when the ring is empty. Chains without a
-// writable part are handed straight back.
+// Pops the next receive chain that has room; false when the ring is empty, and then the driver
+// is asked to kick when it adds buffers. Chains without a writable part are handed straight back.
 Result<bool> NetDevice::pop_rx_chain() {
   for (;;) {
     AIRLOCK_ASSIGN_OR_RETURN(auto chain, rxq_->pop(*mem_));
-    if (!chain) return false;
+    if (!chain) {
+      if (rx_kicks_) return false;
+      // Ask for kicks again, then look once more: the driver may have added a chain meanwhile.
+      rxq_->set_notification(*mem_, true);
+      rx_kicks_ = true;
+      if (rxq_->available(*mem_) == 0) return false;
+      rxq_->set_notification(*mem_, false);
+      rx_kicks_ = false;
+      continue;
+    }
     if (chain->writable_bytes() != 0) {
       rx_chains_.push_back(std::move(*chain));
       return true;
@@ -365,6 +375,12 @@ Result<bool> NetDevice::pop_rx_chain() {
 
 Result<bool> NetDevice::process_rx() {
   if (rx_wait_buffers_) return false;
+  // While the device has buffers a driver's refill needs no kick: pop_rx_chain() asks for kicks
+  // again once the ring runs dry.
+  if (rx_kicks_) {
+    rxq_->set_notification(*mem_, false);
+    rx_kicks_ = false;
+  }
   for (int i = 0; i < kBatch; ++i) {
     if (rx_len_ == 0) {
       // Read the backend only once the guest has somewhere to put the frame.
@@ -374,6 +390,13 @@ Result<bool> NetDevice::process_rx() {
           rx_wait_buffers_ = true;
           return false;
         }
+      }
+      AIRLOCK_ASSIGN_OR_RETURN(bool direct, map_rx_direct());
+      if (direct) {
+        bool none_waiting = false;
+        AIRLOCK_RETURN_IF_ERROR(receive_direct(none_waiting));
+        if (none_waiting) return false;  // EPOLLIN wakes us
+        continue;
       }
       iovec iov{rx_frame_.data(), rx_frame_.size()};
       auto n = backend_->read_frame(&iov, 1);
@@ -432,16 +455,83 @@ Status NetDevice::deliver_pending_rx(bool& delivered) {
   }
   rx_frame_[10] = static_cast<uint8_t>(chains);
   rx_frame_[11] = static_cast<uint8_t>(chains >> 8);
-  return complete_rx(chains, rx_len_);
+  return complete_rx(chains, rx_len_, true);
 }
 
-Status NetDevice::complete_rx(size_t chains, size_t len) {
+// Whether the next frame can be read straight into the held chains: they (the first one alone
+// without mergeable buffers) must cover the largest frame, and the first buffer must hold the
+// whole header, which is patched in place after the read. Pops more chains as needed (never
+// more than the ring holds) and maps their writable buffers into rx_iov_.
+Result<bool> NetDevice::map_rx_direct() {
+  const bool mergeable = acked_ & bit(VIRTIO_NET_F_MRG_RXBUF);
+  if (rx_chains_.empty() || rx_chains_[0].writable.empty() ||
+      rx_chains_[0].writable[0].len < kVirtioNetHdrSize)
+    return false;
+  uint64_t room = 0;
+  for (size_t i = 0; i < rx_chains_.size() && (mergeable || i == 0); ++i)
+    room += rx_chains_[i].writable_bytes();
+  while (mergeable && room < kMaxFrame && rx_chains_.size() < rxq_->size) {
+    AIRLOCK_ASSIGN_OR_RETURN(bool got, pop_rx_chain());
+    if (!got) break;
+    room += rx_chains_.back().writable_bytes();
+  }
+  if (room < kMaxFrame) return false;
+  rx_iov_.clear();
+  uint64_t mapped = 0;
+  for (const auto& chain : rx_chains_) {
+    for (const auto& d : chain.writable)
+      if (!map_guest_range(*mem_, d.addr, d.len, rx_iov_))
+        return Status(Errc::protocol, "net: receive buffer outside guest RAM");
+    mapped += chain.writable_bytes();
+    if (mapped >= kMaxFrame || rx_iov_.size() > kMaxSegments) break;
+  }
+  return rx_iov_.size() <= kMaxSegments;
+}
+
+// Reads one frame into the iovecs map_rx_direct() prepared, then fixes up the header in guest
+// memory (num_buffers; no checksum flags without GUEST_CSUM) and returns the chains it used.
+// Nothing the guest may have changed in those buffers meanwhile is read back.
+Status NetDevice::receive_direct(bool& none_waiting) {
+  none_waiting = false;
+  auto n = backend_->read_frame(rx_iov_.data(), rx_iov_.size());
+  if (!n.ok() && n.status().code() == Errc::resource_exhausted) {
+    rx_dropped_.fetch_add(1, std::memory_order_relaxed);
+    return ok_status();
+  }
+  if (!n.ok()) return n.status().prefix("net");
+  if (*n == 0) {
+    none_waiting = true;
+    return ok_status();
+  }
+  if (*n < kMinFrame || *n > kMaxFrame) {  // the buffers stay held for the next frame
+    rx_dropped_.fetch_add(1, std::memory_order_relaxed);
+    return ok_status();
+  }
+  size_t chains = 0;
+  for (uint64_t covered = 0; covered < *n && chains < rx_chains_.size(); ++chains)
+    covered += rx_chains_[chains].writable_bytes();
+  const uint64_t hdr = rx_chains_[0].writable[0].addr;
+  const uint8_t num_buffers[2] = {static_cast<uint8_t>(chains), static_cast<uint8_t>(chains >> 8)};
+  if (!mem_->write(hdr + 10, num_buffers, 2).ok())
+    return Status(Errc::protocol, "net: receive buffer outside guest RAM");
+  if (!(acked_ & bit(VIRTIO_NET_F_GUEST_CSUM))) {
+    const uint8_t no_flags = 0;
+    if (!mem_->write(hdr, &no_flags, 1).ok())
+      return Status(Errc::protocol, "net: receive buffer outside guest RAM");
+  }
+  rx_direct_.fetch_add(1, std::memory_order_relaxed);
+  return complete_rx(chains, *n, false);
+}
+
+// Returns the first `chains` held chains with the frame's `len` bytes, copying them from
+// rx_frame_ first when `copy` (the direct path already has them in place).
+Status NetDevice::complete_rx(size_t chains, size_t len, bool copy) {
   size_t off = 0;
   for (size_t i = 0; i < chains; ++i) {
     const auto& chain = rx_chains_[i];
     virtio::ChainWriter writer(*mem_, chain);
     const size_t n = std::min<uint64_t>(writer.remaining(), len - off);
-    AIRLOCK_RETURN_IF_ERROR(writer.write_exact(rx_frame_.data() + off, n));
+    if (copy) AIRLOCK_RETURN_IF_ERROR(writer.write_exact(rx_frame_.data() + off, n));
     off += n;
     AIRLOCK_RETURN_IF_ERROR(rxq_->add_used(*mem_, chain.head, static_cast<uint32_t>(n)));
   }
