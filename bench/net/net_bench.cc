@@ -124,8 +124,11 @@ int main(int argc, char** argv) {
     auto end = (*machine)->wait(std::chrono::seconds(timeout_s));
     (*machine)->kill();
     auto st = dev->stats();
-    std::fprintf(stderr, "bench_net: airlock virtio-net rx %llu frames, tx %llu, dropped rx %llu\n",
+    std::fprintf(stderr,
+                 "bench_net: airlock virtio-net rx %llu frames (%llu read straight into guest "
+                 "buffers), tx %llu, dropped rx %llu\n",
                  static_cast<unsigned long long>(st.rx_frames),
+                 static_cast<unsigned long long>(st.rx_direct),
                  static_cast<unsigned long long>(st.tx_frames),
                  static_cast<unsigned long long>(st.rx_dropped));
     if (!end.ok()) return fail(end.status().to_string());
