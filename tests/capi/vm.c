@@ -1,10 +1,12 @@
 #define _GNU_SOURCE
 /* The C ABI against a real sandbox (label kvm; nested runner in CI). One sandbox serves most
  * checks; a second one is destroyed while other threads are still calling it. */
+#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -299,6 +301,77 @@ static void lifecycle(airlock_sandbox *sb) {
   CHECK_RC(airlock_process_destroy(httpd), AIRLOCK_OK);
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+/* Storage through the C ABI: the Debian root image (python3 is not in the initramfs) and a
+ * volume in a store under the cwd (the build tree: the nested runner shares it; its /tmp is its
+ * own). A file written in one sandbox is read in the next; a second writer is refused before
+ * anything boots. Two boots. */
+static void storage(void) {
+  char store[4096];
+  airlock_volume_mount vol;
+  airlock_exec_result r;
+  airlock_sandbox *sb = NULL, *second = NULL;
+  const char *write_argv[] = {"python3", "-c", "open('/data/f', 'w').write('from C')"};
+  char *list = NULL;
+  size_t list_len = 0;
+  int round;
+
+  CHECK(getcwd(store, sizeof store - 64) != NULL);
+  snprintf(store + strlen(store), 64, "/capi-vm-store-%d", (int)getpid());
+  CHECK(mkdir(store, 0700) == 0);
+  CHECK_RC(airlock_volume_create(store, "data", 64u << 20), AIRLOCK_OK);
+  vol.name = "data";
+  vol.path = "/data";
+  vol.read_only = 0;
+  for (round = 0; round < 2; round++) {
+    airlock_sandbox_options o;
+    int rc;
+    airlock_sandbox_options_init(&o);
+    o.boot_timeout_ms = 240000;
+    o.root_image = "default";
+    o.storage_dir = store;
+    o.volumes = &vol;
+    o.volumes_count = 1;
+    sb = NULL;
+    rc = airlock_sandbox_create(&o, &sb);
+    CHECK_RC(rc, AIRLOCK_OK);
+    if (rc != AIRLOCK_OK) break;
+    airlock_exec_result_init(&r);
+    if (round == 0) {
+      CHECK_RC(airlock_sandbox_exec(sb, write_argv, 3, NULL, &r), AIRLOCK_OK);
+      CHECK(r.exit_code == 0);
+      if (r.exit_code != 0) fprintf(stderr, "python3: %.*s\n", (int)r.stderr_len, r.stderr_data);
+      airlock_exec_result_free(&r);
+      /* One writer at a time: refused while this sandbox holds the volume. */
+      CHECK_RC(airlock_sandbox_create(&o, &second), AIRLOCK_E_UNAVAILABLE);
+      CHECK(strstr(airlock_last_error(), "volume data") != NULL);
+      CHECK(second == NULL);
+      CHECK_RC(airlock_volume_list(store, &list, &list_len), AIRLOCK_OK);
+      /* "data 67108864 ALLOCATED 1\n": in use. */
+      CHECK(list != NULL && strncmp(list, "data 67108864 ", 14) == 0 && list_len >= 3 &&
+            strcmp(list + list_len - 3, " 1\n") == 0);
+      airlock_free(list);
+    } else {
+      CHECK_RC(airlock_sandbox_sh(sb, "cat /data/f && test -f /etc/debian_version", NULL, &r),
+               AIRLOCK_OK);
+      CHECK(r.exit_code == 0);
+      CHECK(r.stdout_len == 6 && memcmp(r.stdout_data, "from C", 6) == 0);
+      if (r.stdout_len != 6) fprintf(stderr, "read back: %.*s\n", (int)r.stdout_len, r.stdout_data);
+      airlock_exec_result_free(&r);
+    }
+    CHECK_RC(airlock_sandbox_close(sb), AIRLOCK_OK);
+    CHECK_RC(airlock_sandbox_destroy(sb), AIRLOCK_OK);
+  }
+  CHECK_RC(airlock_volume_remove(store, "data"), AIRLOCK_OK);
+  nftw(store, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 int main(void) {
   airlock_sandbox *sb;
   pthread_t threads[6];
@@ -379,6 +452,8 @@ int main(void) {
       CHECK_RC(airlock_sandbox_destroy(sb), AIRLOCK_OK);
     }
   }
+
+  storage();
 
   if (failures) {
     fprintf(stderr, "%d checks failed\n", failures);

@@ -185,6 +185,41 @@ test('a timeout ends a sandbox by itself; kill is then harmless', async () => {
   }
 });
 
+test('Debian root image and a volume: a file written in one sandbox is read in the next',
+  async () => {
+    // The store lives under the cwd (the build tree: the nested runner shares it, its /tmp is its
+    // own). Two boots; python3 is only in the Debian image, not in the initramfs.
+    const store = fs.mkdtempSync(path.join(process.cwd(), 'node-vm-store-'));
+    try {
+      const st = new airlock.Storage(store);
+      await st.createVolume('data', 64 * 2 ** 20);
+      const options = { bootTimeout: 240000, rootImage: 'default', storageDir: store,
+        volumes: [{ name: 'data', path: '/data' }] };
+      const first = await Sandbox.create(options);
+      try {
+        const w = await first.exec(['python3', '-c', "open('/data/f', 'w').write('from node')"]);
+        assert.equal(w.exitCode, 0, w.stderr.toString());
+        assert.deepEqual((await st.volumes()).map((v) => [v.name, v.inUse]), [['data', true]]);
+        await assert.rejects(Sandbox.create(options),
+          (e) => e instanceof airlock.UnavailableError && e.message.includes('volume data'));
+      } finally {
+        await first.close();
+      }
+      assert.deepEqual((await st.volumes()).map((v) => v.inUse), [false]);
+      const second = await Sandbox.create(options);
+      try {
+        const r = await second.sh`cat /data/f && test -f /etc/debian_version`;
+        assert.equal(r.exitCode, 0, r.stderr.toString());
+        assert.equal(r.stdout.toString(), 'from node');
+      } finally {
+        await second.close();
+      }
+      await st.removeVolume('data');
+    } finally {
+      fs.rmSync(store, { recursive: true, force: true });
+    }
+  });
+
 test('state', async () => {
   await sb.ping();
   assert.equal(sb.status(), null);
