@@ -81,6 +81,7 @@ TEST_CASE("default command line and exit reason names") {
   CHECK(cmd.find("console=ttyS0") != std::string::npos);
   CHECK(cmd.find("reboot=k") != std::string::npos);
   CHECK(cmd.find("panic=-1") != std::string::npos);
+  CHECK(cmd.find("cryptomgr.notests") != std::string::npos);
   CHECK(cmd.find("quiet") != std::string::npos);
   CHECK(default_cmdline(false).find("quiet") == std::string::npos);
   CHECK(std::string(exit_reason_name(ExitInfo::Reason::reboot)) == "reboot");
