@@ -108,6 +108,9 @@ def main():
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--timeout", type=float, default=180, help="per boot, seconds")
+    ap.add_argument("--extra-cmdline", default="",
+                    help="appended to both VMMs' kernel command line (A/B of a flag, e.g. "
+                         "cryptomgr.notests=0 to undo a default)")
     a = ap.parse_args()
     for path in (a.airlock, a.vmlinux, a.bzimage, a.initramfs):
         if not os.path.exists(path):
@@ -118,7 +121,7 @@ def main():
     # command line: airlock's default (vmm::default_cmdline(true)) plus `extra`.
     # tsc=reliable no_timer_check: QEMU microvm guests sometimes hang calibrating the TSC in the
     # nested runner without them (airlock's do not; they get them too, for equal terms).
-    extra = "tsc=reliable no_timer_check airlock_test=idle"
+    extra = ("tsc=reliable no_timer_check airlock_test=idle " + a.extra_cmdline).strip()
     # Keep in step with default_cmdline() in src/vmm/machine.cc: QEMU gets the same flags
     # (cryptomgr.notests included), so the ratio compares VMMs, not command lines.
     cmdline = ("console=ttyS0 reboot=k panic=-1 8250.nr_uarts=1 pci=off i8042.noaux i8042.nomux "
