@@ -63,10 +63,12 @@ for round in $(seq 1 "$rounds"); do
   "$bench_bin" "$kernel" "$work/bench.cpio.gz" "$work/disk.img" "$args" 900 |
     tee "$work/airlock.out" | sed -u 's/^/  airlock| /' >&2 || die "airlock run failed"
   log "round $round/$rounds: qemu -M microvm, $secs s per pattern"
+  # reboot=t: microvm has no i8042, and a keyboard-controller reboot ends in a KVM emulation
+  # failure that leaves QEMU running; a triple fault with -no-reboot ends QEMU.
   timeout 900 qemu-system-x86_64 -M microvm -enable-kvm -cpu host -smp 1 -m 512 \
     -nodefaults -no-user-config -display none -serial stdio -no-reboot \
     -kernel "$kernel" -initrd "$work/bench.cpio.gz" \
-    -append "console=ttyS0 reboot=k panic=-1 quiet $args" \
+    -append "console=ttyS0 reboot=t panic=-1 quiet $args" \
     -drive id=d0,file="$work/disk.img",format=raw,if=none \
     -device virtio-blk-device,drive=d0,serial=bench </dev/null 2>&1 |
     tee "$work/qemu.out" | sed -u 's/^/  qemu| /' >&2 || die "qemu run failed"
