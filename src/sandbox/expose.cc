@@ -102,7 +102,7 @@ struct PortForwarder::Connection {
   std::atomic<bool> done{false};
 
   // Ends both sides at once: wakes every blocked read/write of this connection.
-  void abort() {
+  void cut_off() {
     std::lock_guard lock(mu);
     aborted = true;
     shutdown_fd(tcp.get(), SHUT_RDWR);
@@ -204,14 +204,14 @@ void PortForwarder::reap(bool all) {
     }
   }
   for (auto& c : finished) {
-    if (all) c->abort();
+    if (all) c->cut_off();
     if (c->thread.joinable()) c->thread.join();
   }
 }
 
 void PortForwarder::serve(const std::shared_ptr<Connection>& c) {
   auto finish = [&] {
-    c->abort();
+    c->cut_off();
     c->done.store(true);
   };
   auto dialed = dial_(options_.handshake_timeout);
@@ -267,14 +267,14 @@ void PortForwarder::serve(const std::shared_ptr<Connection>& c) {
       for (;;) {
         auto n = guest->read(buf.data(), buf.size(), Millis(3600000));
         if (!n.ok() && n.status().code() == Errc::timeout) continue;
-        if (!n.ok()) return c->abort();
+        if (!n.ok()) return c->cut_off();
         if (n.value() == 0) return shutdown_fd(c->tcp.get(), SHUT_WR);
         const char* p = buf.data();
         size_t left = n.value();
         while (left > 0) {
           ssize_t w = ::send(c->tcp.get(), p, left, MSG_NOSIGNAL);
           if (w < 0 && errno == EINTR) continue;
-          if (w <= 0) return c->abort();
+          if (w <= 0) return c->cut_off();
           p += w;
           left -= static_cast<size_t>(w);
           bytes_from_guest_ += static_cast<uint64_t>(w);
@@ -293,12 +293,12 @@ void PortForwarder::serve(const std::shared_ptr<Connection>& c) {
       break;
     }
     if (n < 0) {
-      c->abort();
+      c->cut_off();
       break;
     }
     if (!guest->write(std::string_view(buf.data(), static_cast<size_t>(n)), options_.stall_timeout)
              .ok()) {
-      c->abort();
+      c->cut_off();
       break;
     }
     bytes_to_guest_ += static_cast<uint64_t>(n);
