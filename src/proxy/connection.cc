@@ -46,7 +46,7 @@ Connection::Connection(Worker* worker, uint64_t id, UniqueFd client_fd, const Li
 }
 
 Connection::~Connection() {
-  abort();
+  tear_down();
   ctx_.counters.active_connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
@@ -80,7 +80,7 @@ void Connection::abort_and_retire() noexcept {
   close_now();
 }
 
-void Connection::abort() noexcept {
+void Connection::tear_down() noexcept {
   if (timer_) worker_->loop().cancel(timer_);
   timer_ = 0;
   close_side(client_);
@@ -419,7 +419,7 @@ void Connection::close_now() noexcept {
     release_upstream();
   } catch (...) {
   }
-  abort();
+  tear_down();
   if (!retired_) {
     retired_ = true;
     worker_->retire(id_);

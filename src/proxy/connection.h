@@ -71,7 +71,7 @@ class Connection : public ClientHelloObserver {
   uint64_t id() const { return id_; }
   void start();
   // Closes both sides now (proxy stop); no audit.
-  void abort() noexcept;
+  void tear_down() noexcept;
   // Closes both sides and hands the connection back to the worker to be freed.
   void abort_and_retire() noexcept;
 

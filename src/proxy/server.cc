@@ -63,7 +63,7 @@ void Worker::join() noexcept {
 }
 
 void Worker::close_all() noexcept {
-  for (auto& [id, conn] : connections_) conn->abort();
+  for (auto& [id, conn] : connections_) conn->tear_down();
   connections_.clear();
   graveyard_.clear();
   upstream_pool_.clear();
