@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "devices/blk.h"
+#include "host_tools.h"
 #include "image/ext4.h"
 #include "vmm/defaults.h"
 #include "vmm/machine.h"
@@ -30,20 +31,8 @@ struct TempDir {
   std::string file(const std::string& name) const { return path + "/" + name; }
 };
 
-std::string shell_output(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
-
-std::string debugfs() {
-  return std::filesystem::exists("/usr/sbin/debugfs") ? "/usr/sbin/debugfs" : "/sbin/debugfs";
-}
+using test::debugfs;
+using test::shell_output;
 
 void put_file(const std::string& image, const std::string& name, const std::string& content,
               const std::string& scratch) {

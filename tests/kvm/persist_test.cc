@@ -18,6 +18,7 @@
 #include "airlock/airlock.hpp"
 #include "airlock/storage.hpp"
 #include "image/ext4.h"
+#include "host_tools.h"
 
 using namespace airlock;
 
@@ -76,20 +77,8 @@ ExecResult must(Result<ExecResult> r) {
   return std::move(r).value();
 }
 
-std::string shell_output(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
-
-std::string debugfs() {
-  return std::filesystem::exists("/usr/sbin/debugfs") ? "/usr/sbin/debugfs" : "/sbin/debugfs";
-}
+using test::debugfs;
+using test::shell_output;
 
 }  // namespace
 
