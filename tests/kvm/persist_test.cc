@@ -17,8 +17,8 @@
 
 #include "airlock/airlock.hpp"
 #include "airlock/storage.hpp"
-#include "image/ext4.h"
 #include "host_tools.h"
+#include "image/ext4.h"
 
 using namespace airlock;
 
