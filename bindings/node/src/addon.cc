@@ -705,34 +705,30 @@ void process_finalize(napi_env, void* data, void*) {
   delete ref;
 }
 
-bool unwrap_sandbox(napi_env env, napi_value v, SandboxRef** out) {
+// The Ref behind a handle from this addon; throws (and returns false) for anything else or for a
+// handle already closed. `what` names the handle in the error ("sandbox", "process handle").
+template <typename Ref>
+bool unwrap_handle(napi_env env, napi_value v, const char* what, Ref** out) {
   if (!v || type_of(env, v) != napi_external) {
-    throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "not a sandbox handle");
+    throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, std::string("not a ") + what);
     return false;
   }
   void* p;
   napi_get_value_external(env, v, &p);
-  *out = static_cast<SandboxRef*>(p);
+  *out = static_cast<Ref*>(p);
   if ((*out)->destroyed) {
-    throw_airlock(env, AIRLOCK_E_CLOSED, "the sandbox is closed");
+    throw_airlock(env, AIRLOCK_E_CLOSED, std::string("the ") + what + " is closed");
     return false;
   }
   return true;
 }
 
+bool unwrap_sandbox(napi_env env, napi_value v, SandboxRef** out) {
+  return unwrap_handle(env, v, "sandbox", out);
+}
+
 bool unwrap_process(napi_env env, napi_value v, ProcessRef** out) {
-  if (!v || type_of(env, v) != napi_external) {
-    throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "not a process handle");
-    return false;
-  }
-  void* p;
-  napi_get_value_external(env, v, &p);
-  *out = static_cast<ProcessRef*>(p);
-  if ((*out)->destroyed) {
-    throw_airlock(env, AIRLOCK_E_CLOSED, "the process handle is closed");
-    return false;
-  }
-  return true;
+  return unwrap_handle(env, v, "process handle", out);
 }
 
 std::vector<napi_value> args(napi_env env, napi_callback_info info, size_t n) {
