@@ -317,7 +317,27 @@ def _take_result(r: _capi.airlock_exec_result) -> Result:
         _capi.airlock_exec_result_free(byref(r))
 
 
-class Process:
+class _Closeable:
+    """close() at the with-block's end and when collected (errors then are swallowed: a
+    finaliser must not raise)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Process(_Closeable):
     """A command started with Sandbox.spawn(). Use as a context manager, or close() it: that kills
     the command if it still runs and stops its callbacks."""
 
@@ -372,17 +392,6 @@ class Process:
             _capi.airlock_process_destroy(h)
         self._callbacks = None
 
-    def __enter__(self) -> "Process":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
 
 class Files:
@@ -489,7 +498,7 @@ class Env:
 SecretValue = Union[str, Secret, Tuple[str, Sequence[str]]]
 
 
-class Sandbox:
+class Sandbox(_Closeable):
     """One microVM. Boots in the constructor; close() (or the with-block's end) stops it.
 
     allow_net: hosts the guest may reach ("api.example.com", "*.example.com", "host:port").
@@ -835,14 +844,3 @@ class Sandbox:
         if h is not None:
             _capi.airlock_sandbox_destroy(h)
 
-    def __enter__(self) -> "Sandbox":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
