@@ -67,6 +67,18 @@ std::string tail(const std::string& s, size_t n) {
   return s.size() <= n ? s : s.substr(s.size() - n);
 }
 
+// Waits for `e` to end and collects its exit status and buffered output.
+Result<ExecResult> collect(agent::Execution& e, Millis timeout) {
+  AIRLOCK_ASSIGN_OR_RETURN(agent::ExitResult r, e.wait(timeout));
+  ExecResult out;
+  out.exit_code = r.exit_code;
+  out.signal = r.signal;
+  out.timed_out = r.timed_out;
+  out.stdout = e.take_stdout();
+  out.stderr = e.take_stderr();
+  return out;
+}
+
 class SandboxImpl;
 
 class ProcessImpl final : public Process {
@@ -78,16 +90,7 @@ class ProcessImpl final : public Process {
   }
   Status close_stdin() override { return exec_->close_stdin(); }
   Status kill(int signal) override { return exec_->signal(signal); }
-  Result<ExecResult> wait(Millis timeout) override {
-    AIRLOCK_ASSIGN_OR_RETURN(agent::ExitResult r, exec_->wait(timeout));
-    ExecResult out;
-    out.exit_code = r.exit_code;
-    out.signal = r.signal;
-    out.timed_out = r.timed_out;
-    out.stdout = exec_->take_stdout();
-    out.stderr = exec_->take_stderr();
-    return out;
-  }
+  Result<ExecResult> wait(Millis timeout) override { return collect(*exec_, timeout); }
 
  private:
   std::unique_ptr<agent::Execution> exec_;
@@ -484,14 +487,7 @@ Result<ExecResult> SandboxImpl::exec(const std::vector<std::string>& argv,
     if (st.ok()) (void)e->close_stdin();
   }
   auto left = std::chrono::duration_cast<Millis>(deadline - std::chrono::steady_clock::now());
-  AIRLOCK_ASSIGN_OR_RETURN(agent::ExitResult r, e->wait(std::max(left, Millis(1))));
-  ExecResult out;
-  out.exit_code = r.exit_code;
-  out.signal = r.signal;
-  out.timed_out = r.timed_out;
-  out.stdout = e->take_stdout();
-  out.stderr = e->take_stderr();
-  return out;
+  return collect(*e, std::max(left, Millis(1)));
 }
 
 Result<std::unique_ptr<Process>> SandboxImpl::spawn(const std::vector<std::string>& argv,
