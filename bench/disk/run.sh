@@ -78,25 +78,16 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 
-awk '
-  function median(key,    n, i, j, t, a) {
-    n = count[key]
-    for (i = 1; i <= n; i++) a[i] = val[key, i]
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-    return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+awk -f "$here/../lib/bench_rows.awk" -f <(cat <<'AWK'
+END {
+  split("seqread seqwrite randread randwrite", modes, " ")
+  for (m = 1; m <= 4; m++) {
+    key = (m <= 2) ? "MBps" : "iops"
+    a = median("airlock", modes[m], key); q = median("qemu", modes[m], key)
+    ratio[modes[m]] = a / q
+    printf "median %-9s airlock %8.2f  qemu %8.2f  %s  ratio %.2f\n", modes[m], a, q, (m <= 2) ? "MB/s" : "IOPS", a / q
   }
-  FNR == 1 { vmm = (FILENAME ~ /airlock\.txt$/) ? "airlock" : "qemu" }
-  /^BENCH / {
-    for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-    key = vmm SUBSEP $2
-    val[key, ++count[key]] = ($2 ~ /^seq/) ? v["MBps"] : v["iops"]
-  }
-  END {
-    split("seqread seqwrite randread randwrite", modes, " ")
-    for (m = 1; m <= 4; m++) {
-      a = median("airlock" SUBSEP modes[m]); q = median("qemu" SUBSEP modes[m])
-      ratio[modes[m]] = a / q
-      printf "median %-9s airlock %8.2f  qemu %8.2f  %s  ratio %.2f\n", modes[m], a, q, (m <= 2) ? "MB/s" : "IOPS", a / q
-    }
-    printf "RESULT blk_seq_vs_qemu=%.2f blk_rand_vs_qemu=%.2f\n", sqrt(ratio["seqread"] * ratio["seqwrite"]), sqrt(ratio["randread"] * ratio["randwrite"])
-  }' "$work/airlock.txt" "$work/qemu.txt"
+  printf "RESULT blk_seq_vs_qemu=%.2f blk_rand_vs_qemu=%.2f\n", sqrt(ratio["seqread"] * ratio["seqwrite"]), sqrt(ratio["randread"] * ratio["randwrite"])
+}
+AWK
+) "$work/airlock.txt" "$work/qemu.txt"

@@ -97,23 +97,13 @@ for round in $(seq 1 "$rounds"); do
   done
 done
 
-awk '
-  function median(key,    n, i, j, t, a) {
-    n = count[key]
-    for (i = 1; i <= n; i++) a[i] = val[key, i]
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-    return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-  }
-  FNR == 1 { vmm = (FILENAME ~ /airlock\.txt$/) ? "airlock" : "qemu" }
-  /^BENCH / {
-    for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-    key = vmm SUBSEP $2
-    val[key, ++count[key]] = ($2 == "download") ? v["MBps"] : v["rps"]
-  }
-  END {
-    a = median("airlock" SUBSEP "download"); q = median("qemu" SUBSEP "download")
-    printf "median download  airlock %8.2f  qemu %8.2f  MB/s  ratio %.2f\n", a, q, a / q
-    b = median("airlock" SUBSEP "small"); r = median("qemu" SUBSEP "small")
-    printf "median small     airlock %8.2f  qemu %8.2f  req/s ratio %.2f\n", b, r, b / r
-    printf "RESULT net_mbps_vs_qemu=%.2f net_rps_vs_qemu=%.2f\n", a / q, b / r
-  }' airlock.txt qemu.txt
+awk -f "$here/../lib/bench_rows.awk" -f <(cat <<'AWK'
+END {
+  a = median("airlock", "download", "MBps"); q = median("qemu", "download", "MBps")
+  printf "median download  airlock %8.2f  qemu %8.2f  MB/s  ratio %.2f\n", a, q, a / q
+  b = median("airlock", "small", "rps"); r = median("qemu", "small", "rps")
+  printf "median small     airlock %8.2f  qemu %8.2f  req/s ratio %.2f\n", b, r, b / r
+  printf "RESULT net_mbps_vs_qemu=%.2f net_rps_vs_qemu=%.2f\n", a / q, b / r
+}
+AWK
+) airlock.txt qemu.txt
