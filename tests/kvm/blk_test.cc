@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "devices/blk.h"
-#include "host_tools.h"
+#include "../host_tools.h"
 #include "image/ext4.h"
 #include "vmm/defaults.h"
 #include "vmm/machine.h"

@@ -17,7 +17,7 @@
 
 #include "airlock/airlock.hpp"
 #include "airlock/storage.hpp"
-#include "host_tools.h"
+#include "../host_tools.h"
 #include "image/ext4.h"
 
 using namespace airlock;

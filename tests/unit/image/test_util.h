@@ -9,6 +9,8 @@
 #include <fstream>
 #include <string>
 
+#include "../../host_tools.h"
+
 namespace airlock::image::testing {
 
 struct TempDir {
@@ -25,20 +27,8 @@ inline void write_text(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
 }
 
-inline std::string shell_output(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (p == nullptr) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  ::pclose(p);
-  return out;
-}
-
-inline std::string debugfs() {
-  return std::filesystem::exists("/usr/sbin/debugfs") ? "/usr/sbin/debugfs" : "/sbin/debugfs";
-}
+using airlock::test::debugfs;
+using airlock::test::shell_output;
 
 // Copies `content` into the image as /<name> (as a guest writing the filesystem would).
 inline void put_file(const std::string& image, const std::string& name, const std::string& content,

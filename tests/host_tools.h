@@ -1,4 +1,5 @@
-// Host-side helpers shared by the KVM tests that check disk images from the host (blk, persist).
+// Host-side helpers for tests that check disk images from the host: the KVM blk and persist
+// tests and the image unit tests.
 #pragma once
 
 #include <cstdio>
