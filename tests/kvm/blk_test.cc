@@ -12,8 +12,8 @@
 #include <string>
 #include <thread>
 
-#include "devices/blk.h"
 #include "../host_tools.h"
+#include "devices/blk.h"
 #include "image/ext4.h"
 #include "vmm/defaults.h"
 #include "vmm/machine.h"

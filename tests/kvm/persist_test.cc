@@ -15,9 +15,9 @@
 #include <fstream>
 #include <string>
 
+#include "../host_tools.h"
 #include "airlock/airlock.hpp"
 #include "airlock/storage.hpp"
-#include "../host_tools.h"
 #include "image/ext4.h"
 
 using namespace airlock;
