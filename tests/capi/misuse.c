@@ -10,20 +10,8 @@
 #include <unistd.h>
 
 #include "airlock.h"
+#include "check.h"
 
-static int failures = 0;
-static pthread_mutex_t failures_lock = PTHREAD_MUTEX_INITIALIZER;
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
-              airlock_last_error());                                           \
-      pthread_mutex_lock(&failures_lock);                                      \
-      failures++;                                                              \
-      pthread_mutex_unlock(&failures_lock);                                    \
-    }                                                                          \
-  } while (0)
-#define CHECK_RC(expr, want) CHECK((expr) == (want))
 
 static int contains(const char *haystack, const char *needle) {
   return strstr(haystack, needle) != NULL;
