@@ -12,34 +12,33 @@
 #include "airlock.h"
 #include "check.h"
 
-
-static int contains(const char *haystack, const char *needle) {
+static int contains(const char* haystack, const char* needle) {
   return strstr(haystack, needle) != NULL;
 }
 
 /* Every entry point with a NULL or never-created handle. */
 static void null_and_bogus_handles(void) {
   char fake_storage[256];
-  airlock_sandbox *fakes[2];
-  airlock_process *fake_procs[2];
+  airlock_sandbox* fakes[2];
+  airlock_process* fake_procs[2];
   airlock_exec_result r;
   airlock_file_stat st;
-  char *buf = (char *)1;
+  char* buf = (char*)1;
   size_t len = 99;
   int pid = 0;
-  const char *argv[] = {"true"};
-  airlock_process *proc = (airlock_process *)1;
+  const char* argv[] = {"true"};
+  airlock_process* proc = (airlock_process*)1;
   int i;
 
   memset(fake_storage, 0xab, sizeof fake_storage);
   fakes[0] = NULL;
-  fakes[1] = (airlock_sandbox *)(void *)fake_storage;
+  fakes[1] = (airlock_sandbox*)(void*)fake_storage;
   fake_procs[0] = NULL;
-  fake_procs[1] = (airlock_process *)(void *)fake_storage;
+  fake_procs[1] = (airlock_process*)(void*)fake_storage;
 
   for (i = 0; i < 2; i++) {
-    airlock_sandbox *sb = fakes[i];
-    airlock_process *p = fake_procs[i];
+    airlock_sandbox* sb = fakes[i];
+    airlock_process* p = fake_procs[i];
     airlock_exec_result_init(&r);
     airlock_file_stat_init(&st);
     CHECK_RC(airlock_sandbox_close(sb), AIRLOCK_E_INVALID_ARGUMENT);
@@ -89,7 +88,7 @@ static void struct_sizes(void) {
     airlock_sandbox_options o;
     unsigned char tail[32];
   } big;
-  airlock_sandbox *sb = (airlock_sandbox *)1;
+  airlock_sandbox* sb = (airlock_sandbox*)1;
   airlock_exec_result r;
 
   airlock_sandbox_options_init(&big.o);
@@ -118,15 +117,15 @@ static void struct_sizes(void) {
 
   /* Result structs must be initialised. */
   memset(&r, 0, sizeof r);
-  CHECK_RC(airlock_sandbox_sh((airlock_sandbox *)1, "true", NULL, &r), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK_RC(airlock_sandbox_sh((airlock_sandbox*)1, "true", NULL, &r), AIRLOCK_E_INVALID_ARGUMENT);
   CHECK(contains(airlock_last_error(), "struct_size"));
 }
 
 static void bad_arguments(void) {
   airlock_sandbox_options o;
-  airlock_sandbox *sb = NULL;
+  airlock_sandbox* sb = NULL;
   airlock_env_var env[1];
-  const char *hosts[1];
+  const char* hosts[1];
   airlock_secret secret;
 
   airlock_sandbox_options_init(&o);
@@ -171,7 +170,7 @@ static void bad_arguments(void) {
 }
 
 /* airlock_last_error() is per thread. */
-static void *other_thread_error(void *arg) {
+static void* other_thread_error(void* arg) {
   (void)arg;
   CHECK(strcmp(airlock_last_error(), "") == 0);
   CHECK_RC(airlock_env_set(NULL, "A", "b"), AIRLOCK_E_INVALID_ARGUMENT);
@@ -181,14 +180,14 @@ static void *other_thread_error(void *arg) {
 
 static void thread_local_errors(void) {
   pthread_t t;
-  CHECK_RC(airlock_fs_read((airlock_sandbox *)1, NULL, NULL, NULL), AIRLOCK_E_INVALID_ARGUMENT);
+  CHECK_RC(airlock_fs_read((airlock_sandbox*)1, NULL, NULL, NULL), AIRLOCK_E_INVALID_ARGUMENT);
   CHECK(contains(airlock_last_error(), "out is NULL"));
   pthread_create(&t, NULL, other_thread_error, NULL);
   pthread_join(t, NULL);
   CHECK(contains(airlock_last_error(), "out is NULL"));
 }
 
-static void *hammer(void *arg) {
+static void* hammer(void* arg) {
   int i;
   (void)arg;
   for (i = 0; i < 2000; i++) {
@@ -202,7 +201,7 @@ static void *hammer(void *arg) {
 static void storage(void) {
   char dir[] = "/tmp/airlock-capi-store-XXXXXX";
   char cmd[128];
-  char *list = NULL;
+  char* list = NULL;
   size_t len = 0;
   CHECK(mkdtemp(dir) != NULL);
   CHECK_RC(airlock_volume_create(dir, "data", 32u << 20), AIRLOCK_OK);
@@ -237,11 +236,11 @@ static void storage(void) {
 /* Lifecycle, stats and exposed ports with bad handles and arguments. */
 static void lifecycle(void) {
   char fake_storage[256];
-  airlock_sandbox *fake = (airlock_sandbox *)(void *)fake_storage;
+  airlock_sandbox* fake = (airlock_sandbox*)(void*)fake_storage;
   airlock_sandbox_stats st;
   airlock_sandbox_options o;
-  airlock_sandbox *sb = (airlock_sandbox *)1;
-  char *addr = (char *)1;
+  airlock_sandbox* sb = (airlock_sandbox*)1;
+  char* addr = (char*)1;
 
   memset(fake_storage, 0xab, sizeof fake_storage);
   airlock_sandbox_stats_init(&st);
@@ -284,8 +283,8 @@ static void lifecycle(void) {
  * has its bytes past max_lifetime_ms read. */
 static void tap_fd_option(void) {
   airlock_sandbox_options o;
-  airlock_sandbox *sb = NULL;
-  const char *hosts[1] = {"example.com"};
+  airlock_sandbox* sb = NULL;
+  const char* hosts[1] = {"example.com"};
   int p[2];
 
   CHECK(pipe(p) == 0);

@@ -13,10 +13,9 @@
 #include "airlock.h"
 #include "check.h"
 
-
-static airlock_sandbox *boot(void) {
+static airlock_sandbox* boot(void) {
   airlock_sandbox_options o;
-  airlock_sandbox *sb = NULL;
+  airlock_sandbox* sb = NULL;
   int rc;
   airlock_sandbox_options_init(&o);
   o.boot_timeout_ms = 240000; /* nested TCG runners are slow */
@@ -35,8 +34,8 @@ struct collected {
   int calls;
 };
 
-static void collect(const char *data, size_t len, void *user_data) {
-  struct collected *c = (struct collected *)user_data;
+static void collect(const char* data, size_t len, void* user_data) {
+  struct collected* c = (struct collected*)user_data;
   pthread_mutex_lock(&c->lock);
   if (c->len + len < sizeof c->data) {
     memcpy(c->data + c->len, data, len);
@@ -46,11 +45,11 @@ static void collect(const char *data, size_t len, void *user_data) {
   pthread_mutex_unlock(&c->lock);
 }
 
-static void commands(airlock_sandbox *sb) {
+static void commands(airlock_sandbox* sb) {
   airlock_exec_result r;
   airlock_exec_options eo;
   airlock_env_var env[1];
-  const char *argv[] = {"no-such-program-here"};
+  const char* argv[] = {"no-such-program-here"};
   struct collected out;
 
   airlock_exec_result_init(&r);
@@ -96,11 +95,11 @@ static void commands(airlock_sandbox *sb) {
   airlock_exec_result_free(&r);
 }
 
-static void processes(airlock_sandbox *sb) {
-  const char *cat[] = {"cat"};
-  const char *sleeper[] = {"sleep", "60"};
+static void processes(airlock_sandbox* sb) {
+  const char* cat[] = {"cat"};
+  const char* sleeper[] = {"sleep", "60"};
   airlock_spawn_options so;
-  airlock_process *p = NULL;
+  airlock_process* p = NULL;
   airlock_exec_result r;
   struct collected out;
   int pid = 0;
@@ -133,13 +132,13 @@ static void processes(airlock_sandbox *sb) {
   CHECK_RC(airlock_process_destroy(p), AIRLOCK_OK);
 }
 
-static void files_and_env(airlock_sandbox *sb) {
-  char *buf = NULL;
+static void files_and_env(airlock_sandbox* sb) {
+  char* buf = NULL;
   size_t len = 0;
   airlock_file_stat st;
   char host_path[] = "/tmp/airlock-capi-XXXXXX";
   int fd;
-  FILE *f;
+  FILE* f;
   char back[16];
 
   CHECK_RC(airlock_fs_write(sb, "/tmp/capi/a.bin", "x\0y", 3, 0600), AIRLOCK_OK);
@@ -186,8 +185,8 @@ static void files_and_env(airlock_sandbox *sb) {
   CHECK_RC(airlock_env_set(sb, "BAD=NAME", "x"), AIRLOCK_E_INVALID_ARGUMENT);
 }
 
-static void *many_sh(void *arg) {
-  airlock_sandbox *sb = (airlock_sandbox *)arg;
+static void* many_sh(void* arg) {
+  airlock_sandbox* sb = (airlock_sandbox*)arg;
   airlock_exec_result r;
   int i;
   for (i = 0; i < 5; i++) {
@@ -201,8 +200,8 @@ static void *many_sh(void *arg) {
 }
 
 /* A sleep that may be cut short by destroy: must end with a clean error, not a hang. */
-static void *doomed_sh(void *arg) {
-  airlock_sandbox *sb = (airlock_sandbox *)arg;
+static void* doomed_sh(void* arg) {
+  airlock_sandbox* sb = (airlock_sandbox*)arg;
   airlock_exec_result r;
   int rc;
   airlock_exec_result_init(&r);
@@ -217,11 +216,11 @@ struct after_destroy {
   int destroyed;
   int late_calls;
   int destroy_rc_inside;
-  airlock_sandbox *sb;
+  airlock_sandbox* sb;
 };
 
-static void count_late(const char *data, size_t len, void *user_data) {
-  struct after_destroy *a = (struct after_destroy *)user_data;
+static void count_late(const char* data, size_t len, void* user_data) {
+  struct after_destroy* a = (struct after_destroy*)user_data;
   (void)data;
   (void)len;
   pthread_mutex_lock(&a->lock);
@@ -233,15 +232,15 @@ static void count_late(const char *data, size_t len, void *user_data) {
 }
 
 /* Stats, timeouts and an exposed HTTP server read with the host's curl. */
-static void lifecycle(airlock_sandbox *sb) {
+static void lifecycle(airlock_sandbox* sb) {
   airlock_sandbox_stats st;
   airlock_exec_result r;
   airlock_spawn_options so;
-  airlock_process *httpd = NULL;
-  const char *httpd_argv[] = {"busybox", "httpd", "-f", "-p", "127.0.0.1:8090", "-h", "/srv"};
+  airlock_process* httpd = NULL;
+  const char* httpd_argv[] = {"busybox", "httpd", "-f", "-p", "127.0.0.1:8090", "-h", "/srv"};
   char *url = NULL, *again = NULL, cmd[256], body[256];
   size_t n;
-  FILE *curl;
+  FILE* curl;
 
   airlock_sandbox_stats_init(&st);
   CHECK_RC(airlock_sandbox_stats_get(sb, &st), AIRLOCK_OK);
@@ -262,9 +261,10 @@ static void lifecycle(airlock_sandbox *sb) {
   airlock_exec_result_free(&r);
   airlock_spawn_options_init(&so);
   CHECK_RC(airlock_sandbox_spawn(sb, httpd_argv, 7, &so, &httpd), AIRLOCK_OK);
-  CHECK_RC(airlock_sandbox_sh(sb, "for i in $(seq 100); do wget -q -O /dev/null "
-                                  "http://127.0.0.1:8090/index.html && exit 0; sleep 0.1; done; "
-                                  "exit 1",
+  CHECK_RC(airlock_sandbox_sh(sb,
+                              "for i in $(seq 100); do wget -q -O /dev/null "
+                              "http://127.0.0.1:8090/index.html && exit 0; sleep 0.1; done; "
+                              "exit 1",
                               NULL, &r),
            AIRLOCK_OK);
   CHECK(r.exit_code == 0);
@@ -289,7 +289,7 @@ static void lifecycle(airlock_sandbox *sb) {
   CHECK_RC(airlock_process_destroy(httpd), AIRLOCK_OK);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+static int remove_entry(const char* path, const struct stat* st, int flag, struct FTW* ftw) {
   (void)st;
   (void)flag;
   (void)ftw;
@@ -305,8 +305,8 @@ static void storage(void) {
   airlock_volume_mount vol;
   airlock_exec_result r;
   airlock_sandbox *sb = NULL, *second = NULL;
-  const char *write_argv[] = {"python3", "-c", "open('/data/f', 'w').write('from C')"};
-  char *list = NULL;
+  const char* write_argv[] = {"python3", "-c", "open('/data/f', 'w').write('from C')"};
+  char* list = NULL;
   size_t list_len = 0;
   int round;
 
@@ -361,11 +361,11 @@ static void storage(void) {
 }
 
 int main(void) {
-  airlock_sandbox *sb;
+  airlock_sandbox* sb;
   pthread_t threads[6];
-  const char *yes[] = {"sh", "-c", "while :; do echo y; done"};
+  const char* yes[] = {"sh", "-c", "while :; do echo y; done"};
   airlock_spawn_options so;
-  airlock_process *p = NULL;
+  airlock_process* p = NULL;
   struct after_destroy a;
   airlock_exec_result r;
   int i;
