@@ -67,6 +67,21 @@ std::string tail(const std::string& s, size_t n) {
   return s.size() <= n ? s : s.substr(s.size() - n);
 }
 
+// The agent's spec for a command: argv, the extra environment, the working directory and the
+// guest-side timeout (0: none), checked.
+Result<agent::ExecSpec> exec_spec(const std::vector<std::string>& argv,
+                                  const std::map<std::string, std::string>& env,
+                                  const std::string& cwd, Millis timeout) {
+  agent::ExecSpec spec;
+  spec.argv = argv;
+  AIRLOCK_ASSIGN_OR_RETURN(spec.env, env_entries(env));
+  spec.cwd = cwd;
+  if (timeout.count() < 0 || timeout.count() > UINT32_MAX)
+    return Status(Errc::invalid_argument, "timeout out of range");
+  spec.timeout_ms = static_cast<uint32_t>(timeout.count());
+  return spec;
+}
+
 // Waits for `e` to end and collects its exit status and buffered output.
 Result<ExecResult> collect(agent::Execution& e, Millis timeout) {
   AIRLOCK_ASSIGN_OR_RETURN(agent::ExitResult r, e.wait(timeout));
@@ -462,13 +477,8 @@ Result<std::string> SandboxImpl::expose_port(uint16_t guest_port) {
 
 Result<ExecResult> SandboxImpl::exec(const std::vector<std::string>& argv,
                                      const ExecOptions& options) {
-  agent::ExecSpec spec;
-  spec.argv = argv;
-  AIRLOCK_ASSIGN_OR_RETURN(spec.env, env_entries(options.env));
-  spec.cwd = options.cwd;
-  if (options.timeout.count() < 0 || options.timeout.count() > UINT32_MAX)
-    return Status(Errc::invalid_argument, "timeout out of range");
-  spec.timeout_ms = static_cast<uint32_t>(options.timeout.count());
+  AIRLOCK_ASSIGN_OR_RETURN(agent::ExecSpec spec,
+                           exec_spec(argv, options.env, options.cwd, options.timeout));
   spec.open_stdin = !options.stdin_data.empty();
   spec.defer_started = true;  // collected: Started may ride with the Exit (agent/client.h)
   Millis wait = options.wait_timeout;
@@ -492,13 +502,8 @@ Result<ExecResult> SandboxImpl::exec(const std::vector<std::string>& argv,
 
 Result<std::unique_ptr<Process>> SandboxImpl::spawn(const std::vector<std::string>& argv,
                                                     SpawnOptions options) {
-  agent::ExecSpec spec;
-  spec.argv = argv;
-  AIRLOCK_ASSIGN_OR_RETURN(spec.env, env_entries(options.env));
-  spec.cwd = options.cwd;
-  if (options.timeout.count() < 0 || options.timeout.count() > UINT32_MAX)
-    return Status(Errc::invalid_argument, "timeout out of range");
-  spec.timeout_ms = static_cast<uint32_t>(options.timeout.count());
+  AIRLOCK_ASSIGN_OR_RETURN(agent::ExecSpec spec,
+                           exec_spec(argv, options.env, options.cwd, options.timeout));
   spec.open_stdin = true;
   AIRLOCK_ASSIGN_OR_RETURN(auto e, client_->start(spec, std::move(options.on_stdout),
                                                   std::move(options.on_stderr), kControlTimeout));
