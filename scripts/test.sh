@@ -6,15 +6,19 @@
 #   4. runs the unit and proxy tests natively,
 #   5. runs the KVM tests on real KVM through scripts/kvm-run (natively where /dev/kvm works,
 #      otherwise in the nested QEMU runner) — they are never skipped,
-#   6. rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs unit and proxy tests.
+#   6. rebuilds with AddressSanitizer + UndefinedBehaviorSanitizer and runs unit and proxy tests,
+#   7. builds the libFuzzer targets (tests/fuzz) with clang and runs each for a bounded time.
 # Ends with one line "N passed, N failed" and a non-zero status if anything failed.
-# Environment: BUILD_DIR (default build), ASAN_BUILD_DIR (default build-asan), SKIP_ASAN=1,
-# SKIP_KVM=1 (for quick local runs only; CI never sets them).
+# Environment: BUILD_DIR (default build), ASAN_BUILD_DIR (default build-asan), FUZZ_BUILD_DIR
+# (default build-fuzz), FUZZ_SECONDS (default 20, per target), SKIP_ASAN=1, SKIP_KVM=1,
+# SKIP_FUZZ=1 (for quick local runs only; CI never sets them).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUILD_DIR=${BUILD_DIR:-$ROOT/build}
 ASAN_BUILD_DIR=${ASAN_BUILD_DIR:-$ROOT/build-asan}
+FUZZ_BUILD_DIR=${FUZZ_BUILD_DIR:-$ROOT/build-fuzz}
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 JOBS=${JOBS:-$(nproc)}
 LOG_DIR=$BUILD_DIR/test-logs
 passed=0
@@ -154,6 +158,60 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
   mkdir -p "$ASAN_BUILD_DIR/test-logs"
   LOG_DIR=$ASAN_BUILD_DIR/test-logs EXCLUDE_LABEL=bindings run_ctest asan-unit "$ASAN_BUILD_DIR" unit
   LOG_DIR=$ASAN_BUILD_DIR/test-logs run_ctest asan-proxy "$ASAN_BUILD_DIR" proxy
+fi
+
+# run_fuzz: every libFuzzer target in tests/fuzz (<name>_fuzz.cc, seed corpus in corpus/<name>),
+# built with clang (ASan + UBSan + fuzzer instrumentation) in FUZZ_BUILD_DIR, runs for
+# FUZZ_SECONDS on a scratch copy of its seed corpus (new inputs land there, not in the tree).
+# Each target is one test: it passes only if libFuzzer ends with status 0 and its log has no
+# crash, leak, timeout, OOM or sanitizer report; a reproducer is kept in $LOG_DIR/fuzz/.
+# BEGIN fuzz phase
+run_fuzz() {
+  local dir=$LOG_DIR/fuzz src name corpus scratch log rc targets=()
+  step "fuzz build ($FUZZ_BUILD_DIR)"
+  for src in tests/fuzz/*_fuzz.cc; do
+    name=$(basename "$src" .cc)
+    targets+=("$name")
+  done
+  if [ ${#targets[@]} -eq 0 ] ||
+     ! cmake -S . -B "$FUZZ_BUILD_DIR" -G Ninja -DCMAKE_C_COMPILER=clang \
+         -DCMAKE_CXX_COMPILER=clang++ -DAIRLOCK_WERROR=ON -DAIRLOCK_FUZZ=ON >/dev/null ||
+     ! ninja -C "$FUZZ_BUILD_DIR" -j "$JOBS" "${targets[@]/#/tests/fuzz/}"; then
+    echo "fuzz: build failed"
+    failed=$((failed + 1))
+    failures+=("fuzz (build)")
+    return
+  fi
+  rm -rf "$dir" && mkdir -p "$dir"
+  for name in "${targets[@]}"; do
+    step "fuzz: $name for ${FUZZ_SECONDS}s"
+    corpus=tests/fuzz/corpus/${name%_fuzz}
+    scratch=$dir/$name.corpus
+    log=$dir/$name.log
+    mkdir -p "$scratch"
+    [ -d "$corpus" ] && cp -r "$corpus"/. "$scratch"/
+    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      "$FUZZ_BUILD_DIR/tests/fuzz/$name" -max_total_time="$FUZZ_SECONDS" -timeout=10 \
+      -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$dir/$name-" "$scratch" \
+      >"$log" 2>&1
+    rc=$?
+    tail -n 3 "$log"
+    if [ "$rc" -eq 0 ] && ! grep -qE '^(==[0-9]+==)?ERROR: |runtime error: |^SUMMARY: ' "$log"; then
+      echo "fuzz: $name passed ($(sed -nE 's/^stat::number_of_executed_units: *//p' "$log") runs)"
+      passed=$((passed + 1))
+    else
+      echo "fuzz: $name FAILED (status $rc); log $log, reproducer $dir/$name-*"
+      grep -E 'ERROR: |runtime error: |^SUMMARY: |Test unit written' "$log" | head -n 20
+      failed=$((failed + 1))
+      failures+=("fuzz:$name")
+    fi
+    rm -rf "$scratch"
+  done
+}
+# END fuzz phase
+
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  run_fuzz
 fi
 
 echo
