@@ -705,30 +705,37 @@ void process_finalize(napi_env, void* data, void*) {
   delete ref;
 }
 
-// The Ref behind a handle from this addon; throws (and returns false) for anything else or for a
-// handle already closed. `what` names the handle in the error ("sandbox", "process handle").
+// The Ref behind a handle from this addon; throws (and returns null) for anything else. `what`
+// names the handle in the error ("sandbox handle", "process handle").
 template <typename Ref>
-bool unwrap_handle(napi_env env, napi_value v, const char* what, Ref** out) {
+Ref* external_ref(napi_env env, napi_value v, const char* what) {
   if (!v || type_of(env, v) != napi_external) {
     throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, std::string("not a ") + what);
-    return false;
+    return nullptr;
   }
   void* p;
   napi_get_value_external(env, v, &p);
-  *out = static_cast<Ref*>(p);
+  return static_cast<Ref*>(p);
+}
+
+// As external_ref, and also throws `closed` (returning false) for a handle already closed.
+template <typename Ref>
+bool unwrap_handle(napi_env env, napi_value v, const char* what, const char* closed, Ref** out) {
+  *out = external_ref<Ref>(env, v, what);
+  if (*out == nullptr) return false;
   if ((*out)->destroyed) {
-    throw_airlock(env, AIRLOCK_E_CLOSED, std::string("the ") + what + " is closed");
+    throw_airlock(env, AIRLOCK_E_CLOSED, closed);
     return false;
   }
   return true;
 }
 
 bool unwrap_sandbox(napi_env env, napi_value v, SandboxRef** out) {
-  return unwrap_handle(env, v, "sandbox", out);
+  return unwrap_handle(env, v, "sandbox handle", "the sandbox is closed", out);
 }
 
 bool unwrap_process(napi_env env, napi_value v, ProcessRef** out) {
-  return unwrap_handle(env, v, "process handle", out);
+  return unwrap_handle(env, v, "process handle", "the process handle is closed", out);
 }
 
 std::vector<napi_value> args(napi_env env, napi_callback_info info, size_t n) {
@@ -1174,11 +1181,8 @@ napi_value ProcessWait(napi_env env, napi_callback_info info) {
 
 napi_value ProcessDestroy(napi_env env, napi_callback_info info) {
   auto a = args(env, info, 1);
-  if (!a[0] || type_of(env, a[0]) != napi_external)
-    return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "not a process handle");
-  void* raw;
-  napi_get_value_external(env, a[0], &raw);
-  auto* ref = static_cast<ProcessRef*>(raw);
+  auto* ref = external_ref<ProcessRef>(env, a[0], "process handle");
+  if (ref == nullptr) return nullptr;
   auto job = std::make_unique<Job>();
   if (ref->destroyed.exchange(true)) return start(env, std::move(job), "airlock.destroy");
   airlock_process* p = ref->p;
@@ -1237,11 +1241,8 @@ napi_value Close(napi_env env, napi_callback_info info) {
 
 napi_value Destroy(napi_env env, napi_callback_info info) {
   auto a = args(env, info, 1);
-  if (!a[0] || type_of(env, a[0]) != napi_external)
-    return throw_airlock(env, AIRLOCK_E_INVALID_ARGUMENT, "not a sandbox handle");
-  void* raw;
-  napi_get_value_external(env, a[0], &raw);
-  auto* ref = static_cast<SandboxRef*>(raw);
+  auto* ref = external_ref<SandboxRef>(env, a[0], "sandbox handle");
+  if (ref == nullptr) return nullptr;
   auto job = std::make_unique<Job>();
   if (ref->destroyed.exchange(true)) return start(env, std::move(job), "airlock.destroy");
   airlock_sandbox* sb = ref->sb;
