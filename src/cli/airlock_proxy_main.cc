@@ -7,6 +7,7 @@
 //
 // Prints one line per listener ("listen <mode> <ip:port>") and per secret ("placeholder NAME
 // <placeholder>"), then "ready", and serves until SIGINT or SIGTERM.
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 
 #include <fstream>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -91,29 +93,58 @@ bool parse_resolve(const std::string& arg, std::map<std::string, std::string>* o
   return true;
 }
 
-}  // namespace
+// A whole decimal number in [0, max], or nullopt.
+std::optional<unsigned long> parse_number(const std::string& text, unsigned long max) {
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) return {};
+  errno = 0;
+  unsigned long n = strtoul(text.c_str(), nullptr, 10);
+  if (errno != 0 || n > max) return {};
+  return n;
+}
 
-int main(int argc, char** argv) {
+struct CommandLine {
   airlock::ProxyOptions options;
-  options.listeners.clear();
   std::string ca_out;
+};
+
+// What main does after parsing: serve, or end at once with a status.
+enum class ParseOutcome { serve, help, bad_usage };
+
+// Fills `cli` from the arguments; reports what is wrong on stderr and returns bad_usage.
+ParseOutcome parse_command_line(const std::vector<std::string>& args, CommandLine* cli) {
+  airlock::ProxyOptions& options = cli->options;
+  options.listeners.clear();
   uint16_t upstream_port = 0;
-  std::vector<std::string> args(argv + 1, argv + argc);
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
+    // Takes the option's value; false (after saying so) when the arguments end first.
     auto value = [&](std::string* out) {
       if (i + 1 >= args.size()) {
         fprintf(stderr, "airlock-proxy: %s needs a value\n", a.c_str());
-        exit(2);
+        return false;
       }
       *out = args[++i];
+      return true;
+    };
+    auto number = [&](unsigned long max, unsigned long* out) {
+      std::string v;
+      if (!value(&v)) return false;
+      auto n = parse_number(v, max);
+      if (!n) {
+        fprintf(stderr, "airlock-proxy: %s wants a number up to %lu, not '%s'\n", a.c_str(), max,
+                v.c_str());
+        return false;
+      }
+      *out = *n;
+      return true;
     };
     std::string v;
+    unsigned long n = 0;
     if (a == "--help" || a == "-h") {
       usage();
-      return 0;
+      return ParseOutcome::help;
     } else if (a == "--listen" || a == "--transparent-https" || a == "--transparent-http") {
-      value(&v);
+      if (!value(&v)) return ParseOutcome::bad_usage;
       airlock::ListenerSpec spec;
       spec.address = v;
       spec.mode = a == "--listen"              ? airlock::ListenMode::explicit_proxy
@@ -121,50 +152,50 @@ int main(int argc, char** argv) {
                                                : airlock::ListenMode::transparent_http;
       options.listeners.push_back(spec);
     } else if (a == "--upstream-port") {
-      value(&v);
-      upstream_port = static_cast<uint16_t>(atoi(v.c_str()));
+      if (!number(65535, &n)) return ParseOutcome::bad_usage;
+      upstream_port = static_cast<uint16_t>(n);
     } else if (a == "--allow") {
-      value(&v);
+      if (!value(&v)) return ParseOutcome::bad_usage;
       options.allow_net.push_back(v);
     } else if (a == "--secret") {
-      value(&v);
+      if (!value(&v)) return ParseOutcome::bad_usage;
       airlock::SecretSpec spec;
       std::string error;
       if (!parse_secret(v, &spec, &error)) {
         fprintf(stderr, "airlock-proxy: %s\n", error.c_str());
-        return 2;
+        return ParseOutcome::bad_usage;
       }
       options.secrets.push_back(std::move(spec));
     } else if (a == "--resolve") {
-      value(&v);
+      if (!value(&v)) return ParseOutcome::bad_usage;
       if (!parse_resolve(v, &options.resolve_override)) {
         fprintf(stderr, "airlock-proxy: bad --resolve %s\n", v.c_str());
-        return 2;
+        return ParseOutcome::bad_usage;
       }
     } else if (a == "--ca-out") {
-      value(&ca_out);
+      if (!value(&cli->ca_out)) return ParseOutcome::bad_usage;
     } else if (a == "--ca-bundle") {
-      value(&options.ca_bundle);
+      if (!value(&options.ca_bundle)) return ParseOutcome::bad_usage;
     } else if (a == "--extra-ca") {
-      value(&v);
+      if (!value(&v)) return ParseOutcome::bad_usage;
       options.extra_ca_files.push_back(v);
     } else if (a == "--audit-jsonl") {
-      value(&options.audit_jsonl_path);
+      if (!value(&options.audit_jsonl_path)) return ParseOutcome::bad_usage;
     } else if (a == "--workers") {
-      value(&v);
-      options.worker_threads = static_cast<unsigned>(atoi(v.c_str()));
+      if (!number(1024, &n)) return ParseOutcome::bad_usage;
+      options.worker_threads = static_cast<unsigned>(n);
     } else if (a == "--substitute-in-body") {
       options.substitute_in_body = true;
     } else if (a == "--header-timeout-ms") {
-      value(&v);
-      options.limits.header_timeout = std::chrono::milliseconds(atoi(v.c_str()));
+      if (!number(86400000, &n)) return ParseOutcome::bad_usage;
+      options.limits.header_timeout = std::chrono::milliseconds(n);
     } else if (a == "--max-connections") {
-      value(&v);
-      options.limits.max_connections = static_cast<size_t>(atol(v.c_str()));
+      if (!number(10000000, &n)) return ParseOutcome::bad_usage;
+      options.limits.max_connections = static_cast<size_t>(n);
     } else {
       fprintf(stderr, "airlock-proxy: unknown option %s\n", a.c_str());
       usage();
-      return 2;
+      return ParseOutcome::bad_usage;
     }
   }
   if (options.listeners.empty()) {
@@ -173,6 +204,23 @@ int main(int argc, char** argv) {
     options.listeners.push_back(spec);
   }
   for (auto& l : options.listeners) l.upstream_port = upstream_port;
+  return ParseOutcome::serve;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CommandLine cli;
+  switch (parse_command_line(std::vector<std::string>(argv + 1, argv + argc), &cli)) {
+    case ParseOutcome::serve:
+      break;
+    case ParseOutcome::help:
+      return 0;
+    case ParseOutcome::bad_usage:
+      return 2;
+  }
+  airlock::ProxyOptions& options = cli.options;
+  const std::string& ca_out = cli.ca_out;
   std::vector<airlock::ListenerSpec> specs = options.listeners;
   std::vector<std::string> secret_names;
   for (const auto& s : options.secrets) secret_names.push_back(s.name);

@@ -67,3 +67,32 @@ TEST_CASE("airlock-proxy serves curl and stops cleanly on SIGTERM") {
   CHECK(log.find("api.example.test") != std::string::npos);
   CHECK(log.find("tool-real-value-123") == std::string::npos);
 }
+
+TEST_CASE("airlock-proxy: a bad command line ends with status 2 and says why; --help with 0") {
+  std::string tool = std::string(AIRLOCK_BINARY_DIR) + "/bin/airlock-proxy";
+  REQUIRE(access(tool.c_str(), X_OK) == 0);
+  struct Case {
+    std::vector<std::string> args;
+    int status;
+    std::string message;
+  };
+  const Case cases[] = {
+      {{"--listen"}, 2, "--listen needs a value"},
+      {{"--allow", "x.test", "--secret"}, 2, "--secret needs a value"},
+      {{"--workers", "two"}, 2, "--workers wants a number"},
+      {{"--upstream-port", "70000"}, 2, "--upstream-port wants a number up to 65535"},
+      {{"--header-timeout-ms", "-5"}, 2, "--header-timeout-ms wants a number"},
+      {{"--secret", "KEY=AIRLOCK_TOOL_TEST_UNSET_VAR@x.test"}, 2, "is empty"},
+      {{"--bogus"}, 2, "unknown option --bogus"},
+      {{"--help"}, 0, "usage: airlock-proxy"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> argv = {tool};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    auto r = run(argv, 10s);
+    INFO(c.args.front());
+    CHECK(r.exit_code == c.status);
+    CHECK(r.err.find(c.message) != std::string::npos);
+    CHECK(r.out.find("ready") == std::string::npos);  // never started serving
+  }
+}
