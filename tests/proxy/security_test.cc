@@ -165,7 +165,7 @@ TEST_CASE("non-canonical numeric hosts are not resolved as names") {
   o.allow_net = {"api.example.test"};
   ProxyFixture f(std::move(o), false);
   std::string port = std::to_string(f.upstream->port());
-  for (std::string host : {"2130706433", "0x7f.0.0.1", "127.1"}) {
+  for (std::string host : {"2130706433", "0x7f.0.0.1", "0177.0.0.1", "127.1"}) {
     auto out = plain_exchange(f, "GET http://" + host + ":" + port +
                                      "/echo HTTP/1.1\r\nHost: " + host + ":" + port + "\r\n\r\n");
     INFO(host);
@@ -256,7 +256,9 @@ TEST_CASE("IPv6 forms embedding loopback are refused") {
   o.allow_net = {"api.example.test"};
   ProxyFixture f(std::move(o), false);
   std::string port = std::to_string(f.upstream->port());
-  for (std::string host : {"[::ffff:127.0.0.1]", "[::1]", "[64:ff9b::7f00:1]"}) {
+  // Mapped, loopback, NAT64 well-known prefix, 6to4 (2002:7f00:0001::/48 carries 127.0.0.1).
+  for (std::string host :
+       {"[::ffff:127.0.0.1]", "[::1]", "[64:ff9b::7f00:1]", "[2002:7f00:1::1]", "[::127.0.0.1]"}) {
     auto out = plain_exchange(
         f, "CONNECT " + host + ":" + port + " HTTP/1.1\r\nHost: " + host + ":" + port + "\r\n\r\n");
     INFO(host);

@@ -5,7 +5,7 @@ GET/POST /echo           -> JSON {method, path, headers, body} of the request as
 GET /bytes?n=N           -> N bytes of 'x' (Content-Length)
 GET /chunked?n=N&c=C     -> N bytes in C chunks (Transfer-Encoding: chunked)
 GET /say?text=T          -> T as the body (Content-Length), to test redaction; POST /say
-                            echoes the request body
+                            echoes the request body; &header=1 also sends T as header X-Said
 GET /status?code=C       -> empty response with status C (204/304 have no body)
 GET /drop-on-reuse       -> answered on a fresh connection; closed unanswered on a reused one
 GET /ws                  -> WebSocket echo (RFC 6455 handshake, text/binary frames echoed)
@@ -40,8 +40,10 @@ class Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length", "0") or 0)
         return self.rfile.read(n) if n else b""
 
-    def send_body(self, status, body, ctype="text/plain"):
+    def send_body(self, status, body, ctype="text/plain", extra_headers=()):
         self.send_response(status)
+        for name, value in extra_headers:
+            self.send_header(name, value)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -68,7 +70,9 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/bytes":
             return self.send_body(200, b"x" * int(q["n"][0]))
         if url.path == "/say":
-            return self.send_body(200, body or q.get("text", [""])[0].encode())
+            text = q.get("text", [""])[0]
+            extra = [("X-Said", text)] if q.get("header") == ["1"] else []
+            return self.send_body(200, body or text.encode(), extra_headers=extra)
         if url.path == "/status":
             code = int(q["code"][0])
             self.send_response(code)
