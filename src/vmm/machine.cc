@@ -45,17 +45,20 @@ constexpr uint64_t kMaxKernelBytes = 512ull << 20;
 constexpr uint64_t kMaxInitramfsBytes = 1ull << 30;
 constexpr uint64_t kVirtioMmioQueueNotify = 0x50;  // VIRTIO_MMIO_QUEUE_NOTIFY
 
-// A read-only private mapping of a whole file.
-class MappedFile {
+// A kernel or initramfs file: a read-only private mapping of the whole file, from which the
+// loader reads the headers it validates, plus the open descriptor, through which the bulk of
+// the image goes into guest memory (read_into()).
+class ImageFile {
  public:
-  static Result<MappedFile> open(const std::string& path, const char* what, uint64_t max_bytes) {
+  static Result<ImageFile> open(const std::string& path, const char* what, uint64_t max_bytes) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
       int err = errno;
       Status st = errno_status(err, fmt::format("{} {}", what, path));
       return st;
     }
-    UniqueFd owned(fd);
+    ImageFile f;
+    f.fd_ = UniqueFd(fd);
     struct stat st;
     if (::fstat(fd, &st) != 0) return errno_status(fmt::format("stat {} {}", what, path));
     if (!S_ISREG(st.st_mode))
@@ -66,44 +69,60 @@ class MappedFile {
                     fmt::format("{} {} is too large ({} MiB)", what, path, st.st_size >> 20));
     void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) return errno_status(fmt::format("mmap {} {}", what, path));
-    MappedFile f;
     f.data_ = static_cast<uint8_t*>(p);
     f.size_ = static_cast<size_t>(st.st_size);
+    f.what_ = what;
     return f;
   }
-  MappedFile() = default;
-  MappedFile(MappedFile&& o) noexcept
-      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
-  MappedFile& operator=(MappedFile&&) = delete;
-  ~MappedFile() {
+  ImageFile() = default;
+  ImageFile(ImageFile&& o) noexcept
+      : fd_(std::move(o.fd_)),
+        data_(std::exchange(o.data_, nullptr)),
+        size_(std::exchange(o.size_, 0)),
+        what_(o.what_) {}
+  ImageFile& operator=(ImageFile&&) = delete;
+  ~ImageFile() {
     if (data_) ::munmap(data_, size_);
   }
   std::span<const uint8_t> bytes() const { return {data_, size_}; }
 
+  // Puts the image bytes [src, src + len) (a range of bytes()) at guest-physical `gpa`.
+  // pread() straight into guest RAM rather than a copy out of the mapping: the kernel copies
+  // from the page cache (or, on a 9p share, from the transport) once, and the file's pages
+  // never enter our page tables, so neither our RSS nor a fault per page grows with the
+  // image (measured in the nested runner: 58 MB of vmlinux in ~130 ms instead of ~450-700 ms
+  // for fault-in plus memcpy). A file that shrank since it was validated is an error here,
+  // not a SIGBUS.
+  Status read_into(const GuestMemory& mem, uint64_t gpa, const uint8_t* src, size_t len) const {
+    if (src < data_ || static_cast<size_t>(src - data_) > size_ ||
+        len > size_ - static_cast<size_t>(src - data_))
+      return Status(Errc::internal, fmt::format("{} range outside the file", what_));
+    uint8_t* dst = mem.host_ptr(gpa, len);
+    if (!dst)
+      return Status(Errc::invalid_argument,
+                    fmt::format("{} bytes at {:#x}+{:#x} lie outside guest RAM", what_, gpa, len));
+    auto offset = static_cast<off_t>(src - data_);
+    while (len > 0) {
+      ssize_t n = ::pread(fd_.get(), dst, std::min<size_t>(len, 1u << 30), offset);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return errno_status(fmt::format("reading the {}", what_));
+      }
+      if (n == 0)
+        return Status(Errc::bad_image, fmt::format("the {} file shrank while loading", what_));
+      dst += n;
+      offset += n;
+      len -= static_cast<size_t>(n);
+    }
+    return ok_status();
+  }
+
  private:
+  UniqueFd fd_;
   uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  const char* what_ = "";
 };
-
-// Copies from a read-only file mapping into guest memory in chunks, dropping each chunk's file
-// pages from our page tables afterwards (they stay in the page cache): the VMM's RSS then
-// holds the guest's copy only, not a second one of the kernel and initramfs.
-Status copy_from_file_mapping(const GuestMemory& mem, uint64_t gpa, const uint8_t* src,
-                              size_t len) {
-  constexpr size_t kChunk = 2 << 20;
-  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  while (len > 0) {
-    size_t n = std::min(len, kChunk);
-    AIRLOCK_RETURN_IF_ERROR(mem.write(gpa, src, n));
-    uintptr_t begin = reinterpret_cast<uintptr_t>(src) & ~(page - 1);
-    uintptr_t end = (reinterpret_cast<uintptr_t>(src) + n) & ~(page - 1);
-    if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-    src += n;
-    gpa += n;
-    len -= n;
-  }
-  return ok_status();
-}
 
 void install_kick_handler() {
   static std::once_flag once;
@@ -447,12 +466,12 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig config) {
   if (config.console_buffer_limit == 0) config.console_buffer_limit = 1;
 
   // Files first: a bad image should fail before any KVM work.
-  AIRLOCK_ASSIGN_OR_RETURN(MappedFile kernel_file,
-                           MappedFile::open(config.kernel_path, "kernel", kMaxKernelBytes));
-  std::optional<MappedFile> initrd_file;
+  AIRLOCK_ASSIGN_OR_RETURN(ImageFile kernel_file,
+                           ImageFile::open(config.kernel_path, "kernel", kMaxKernelBytes));
+  std::optional<ImageFile> initrd_file;
   if (!config.initramfs_path.empty()) {
     AIRLOCK_ASSIGN_OR_RETURN(
-        MappedFile f, MappedFile::open(config.initramfs_path, "initramfs", kMaxInitramfsBytes));
+        ImageFile f, ImageFile::open(config.initramfs_path, "initramfs", kMaxInitramfsBytes));
     initrd_file.emplace(std::move(f));
   }
   auto image = kernel_file.bytes();
@@ -472,7 +491,11 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig config) {
                            GuestMemory::create(cfg.memory_bytes, x86::kMmioHoleStart));
   const uint64_t ram_end = x86::low_ram_end(cfg.memory_bytes);
   {
-    auto loaded = x86::load_kernel(impl->memory, image, ram_end, copy_from_file_mapping);
+    auto loaded = x86::load_kernel(
+        impl->memory, image, ram_end,
+        [&kernel_file](const GuestMemory& mem, uint64_t gpa, const uint8_t* src, size_t len) {
+          return kernel_file.read_into(mem, gpa, src, len);
+        });
     if (!loaded.ok()) return loaded.status().prefix("kernel " + cfg.kernel_path);
     impl->kernel = std::move(loaded).value();
   }
@@ -480,7 +503,7 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig config) {
     auto bytes = initrd_file->bytes();
     auto at = x86::place_initrd(impl->kernel, bytes.size(), ram_end);
     if (!at.ok()) return at.status().prefix("initramfs " + cfg.initramfs_path);
-    AIRLOCK_RETURN_IF_ERROR(copy_from_file_mapping(impl->memory, *at, bytes.data(), bytes.size()));
+    AIRLOCK_RETURN_IF_ERROR(initrd_file->read_into(impl->memory, *at, bytes.data(), bytes.size()));
     impl->initrd_addr = *at;
     impl->initrd_size = bytes.size();
   }
@@ -603,8 +626,8 @@ Status Machine::start() {
         struct timespec ts {};
         ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
         std::lock_guard lock(m.mu);
-        m.vcpu_final_cpu_ns[i] = static_cast<uint64_t>(ts.tv_sec) * 1000000000u +
-                                 static_cast<uint64_t>(ts.tv_nsec);
+        m.vcpu_final_cpu_ns[i] =
+            static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
       });
       m.vcpu_handles.push_back(m.vcpu_threads.back().native_handle());
     }

@@ -28,9 +28,9 @@ struct LoadedKernel {
   setup_header header{};
 };
 
-// How image bytes reach guest memory. Empty: a plain checked copy. The machine passes one that
-// also releases the file pages it has copied, so loading a large vmlinux does not raise the
-// VMM's peak RSS.
+// How image bytes reach guest memory: `src` points into `image`, `len` bytes go to `gpa`.
+// Empty: a plain checked copy. The machine passes one that reads those bytes from the file
+// straight into guest RAM (pread), so the image's pages never enter the VMM's page tables.
 using ImageCopy =
     std::function<Status(const GuestMemory& mem, uint64_t gpa, const uint8_t* src, size_t len)>;
 
