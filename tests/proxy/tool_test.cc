@@ -68,7 +68,7 @@ TEST_CASE("airlock-proxy serves curl and stops cleanly on SIGTERM") {
   CHECK(log.find("tool-real-value-123") == std::string::npos);
 }
 
-TEST_CASE("airlock-proxy: a bad command line ends with status 2 and says why; --help with 0") {
+TEST_CASE("airlock-proxy: a bad command line ends with status 2 and says why, --help with 0") {
   std::string tool = std::string(AIRLOCK_BINARY_DIR) + "/bin/airlock-proxy";
   REQUIRE(access(tool.c_str(), X_OK) == 0);
   struct Case {
