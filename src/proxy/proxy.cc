@@ -111,6 +111,9 @@ class ProxyImpl final : public Proxy {
       AIRLOCK_RETURN_IF_ERROR(w->init(listeners_));
       workers_.push_back(std::move(w));
     }
+    std::vector<Worker*> peers;
+    for (auto& w : workers_) peers.push_back(w.get());
+    for (auto& w : workers_) w->set_peers(peers);
     for (auto& w : workers_) w->start();
     running_ = true;
     return ok_status();

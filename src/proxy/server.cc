@@ -64,6 +64,7 @@ void Worker::join() noexcept {
 
 void Worker::close_all() noexcept {
   for (auto& [id, conn] : connections_) conn->tear_down();
+  load_.fetch_sub(connections_.size(), std::memory_order_relaxed);
   connections_.clear();
   graveyard_.clear();
   upstream_pool_.clear();
@@ -84,8 +85,10 @@ void Worker::accept_from(const Listener& listener) {
     UniqueFd client(fd);
     int one = 1;  // small request/response writes must not wait for Nagle
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (ctx_->counters.active_connections.load(std::memory_order_relaxed) >=
-        ctx_->options.limits.max_connections) {
+    // Connections owned or on their way to an owner, so a burst cannot overshoot the limit.
+    size_t total = peers_.empty() ? load() : 0;
+    for (Worker* w : peers_) total += w->load();
+    if (total >= ctx_->options.limits.max_connections) {
       // Over the limit: refuse at once rather than queue without bound.
       linger l{1, 0};
       ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
@@ -95,13 +98,35 @@ void Worker::accept_from(const Listener& listener) {
     std::string peer;
     if (auto ip = from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len, &port))
       peer = ip->to_uri_host() + ":" + std::to_string(port);
-    uint64_t id = ctx_->counters.next_connection_id.fetch_add(1, std::memory_order_relaxed);
-    auto conn =
-        std::make_unique<Connection>(this, id, std::move(client), listener, std::move(peer));
-    Connection* raw = conn.get();
-    connections_.emplace(id, std::move(conn));
-    raw->start();
+    Worker* owner = least_loaded();
+    owner->load_.fetch_add(1, std::memory_order_relaxed);
+    if (owner == this) {
+      adopt(std::move(client), listener, std::move(peer));
+      continue;
+    }
+    // The socket travels in a shared box (posted tasks are copyable std::functions): if the
+    // owner's loop has stopped and never runs the task, destroying the task closes the socket.
+    auto box = std::make_shared<UniqueFd>(std::move(client));
+    const Listener* from = &listener;
+    owner->loop().post([owner, box, from, peer = std::move(peer)]() mutable {
+      owner->adopt(std::move(*box), *from, std::move(peer));
+    });
   }
+}
+
+Worker* Worker::least_loaded() {
+  Worker* best = this;
+  for (Worker* w : peers_)
+    if (w->load() < best->load()) best = w;
+  return best;
+}
+
+void Worker::adopt(UniqueFd client, const Listener& listener, std::string peer) {
+  uint64_t id = ctx_->counters.next_connection_id.fetch_add(1, std::memory_order_relaxed);
+  auto conn = std::make_unique<Connection>(this, id, std::move(client), listener, std::move(peer));
+  Connection* raw = conn.get();
+  connections_.emplace(id, std::move(conn));
+  raw->start();
 }
 
 Connection* Worker::find(uint64_t id) {
@@ -114,6 +139,7 @@ void Worker::retire(uint64_t id) {
   if (it == connections_.end()) return;
   graveyard_.push_back(std::move(it->second));
   connections_.erase(it);
+  load_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 }  // namespace airlock::proxy

@@ -1,8 +1,11 @@
 // The proxy's running parts: the shared, read-only context (policy, secrets, TLS, audit), the
-// listeners and the worker threads. Each worker owns an epoll loop and the connections it
-// accepted; listening sockets sit in every worker's epoll with EPOLLEXCLUSIVE, so whichever
-// worker wakes accepts. Threads: ProxyContext is read-only after start except its atomics;
-// a Worker's connections are touched only by that worker's thread.
+// listeners and the worker threads. Each worker owns an epoll loop and its connections;
+// listening sockets sit in every worker's epoll with EPOLLEXCLUSIVE, so whichever worker wakes
+// accepts, then hands the connection to the worker that owns the fewest (itself on a tie).
+// Without that, connections opened together (or one after another while a worker idles) all
+// land on one worker, whose requests then queue behind each other while the other workers
+// sleep. Threads: ProxyContext is read-only after start except its atomics; a Worker's
+// connections are touched only by that worker's thread; load() and post_connection() by any.
 #pragma once
 
 #include <atomic>
@@ -87,6 +90,11 @@ class Worker {
   ProxyContext& ctx() { return *ctx_; }
   unsigned index() const { return index_; }
 
+  // All workers of the proxy (this one included), set before start().
+  void set_peers(std::vector<Worker*> peers) { peers_ = std::move(peers); }
+  // Connections this worker owns or has been handed and not yet adopted.
+  size_t load() const { return load_.load(std::memory_order_relaxed); }
+
   void accept_from(const Listener& listener);
   Connection* find(uint64_t id);
   // Connections call this when they are done; freed after the current loop iteration.
@@ -94,12 +102,18 @@ class Worker {
 
  private:
   void close_all() noexcept;
+  // Creates the Connection for an accepted socket; this worker's thread only.
+  void adopt(UniqueFd client, const Listener& listener, std::string peer);
+  // The worker to own a new connection: the least loaded, this one on a tie.
+  Worker* least_loaded();
 
   ProxyContext* ctx_;
   unsigned index_;
   EventLoop loop_;
   UpstreamPool upstream_pool_{&loop_};
   std::thread thread_;
+  std::vector<Worker*> peers_;
+  std::atomic<size_t> load_{0};
   std::vector<std::unique_ptr<ListenerHandler>> listener_handlers_;
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
   std::vector<std::unique_ptr<Connection>> graveyard_;
