@@ -25,6 +25,8 @@
 
 #include "agent/protocol.h"
 #include "guest/forward.h"
+#include "guest/launch.h"
+#include "guest/placement.h"
 
 extern char** environ;
 
@@ -122,6 +124,8 @@ struct Command {
   int64_t deadline = 0;  // 0: none
   bool timed_out = false;
   bool started_pending = false;  // exec_flags::kDeferStarted: Started not sent yet
+  // Memory the child shares until it execs or exits: kept until it is reaped.
+  std::unique_ptr<Launch> launch;
 };
 
 struct FileRead {
@@ -130,7 +134,7 @@ struct FileRead {
 
 class Agent {
  public:
-  explicit Agent(int sock) : sock_(sock) {}
+  Agent(int sock, const CpuPlacement& placement) : sock_(sock), placement_(placement) {}
   int run();
 
  private:
@@ -154,6 +158,7 @@ class Agent {
   void stat_path(uint32_t id, const std::string& path, Op reply);
 
   int sock_;
+  const CpuPlacement placement_;
   int sigfd_ = -1;
   std::string out_;
   size_t out_off_ = 0;
@@ -191,75 +196,8 @@ size_t pending(const std::string& out, size_t off) {
   return out.size() - off;
 }
 
-// What a command's child process needs, all prepared by the agent before vfork(): the child
-// shares the agent's memory until it execs, so it must not allocate, take locks or write
-// anything of the agent's except the one slot noted below.
-struct ChildPlan {
-  const char* path = nullptr;  // resolved program; nullptr: not found in PATH
-  const char* name = nullptr;  // argv[0] as given, for messages
-  int path_error = ENOENT;     // why `path` is nullptr
-  // {"/bin/sh", argv[0], argv[1], ..., nullptr}: argv_sh + 1 is the command's argv; on ENOEXEC
-  // (a script without #!) argv_sh[1] becomes `path` and /bin/sh runs it, as execvp does.
-  char** argv_sh = nullptr;
-  char** envp = nullptr;
-  const char* cwd = "/";
-  int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;
-  const std::vector<int>* ignored_signals = nullptr;
-};
-
-// Async-signal-safe message to fd 2 of the child: "airlock: <a><b>: <c>\n".
-void child_message(const char* a, const char* b, const char* c) {
-  char buf[512];
-  size_t n = 0;
-  for (const char* part : {"airlock: ", a, b, ": ", c, "\n"})
-    for (const char* p = part; *p && n < sizeof buf; ++p) buf[n++] = *p;
-  ssize_t ignored = write(2, buf, n);
-  (void)ignored;
-}
-
-[[noreturn]] void run_child(const ChildPlan& plan) {
-  // Own process group (so timeouts and kill reach its children); signals back to defaults:
-  // execve resets handled ones itself, ignored ones and the mask survive it.
-  setpgid(0, 0);
-  for (int s : *plan.ignored_signals) signal(s, SIG_DFL);
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
-  dup2(plan.stdin_fd, 0);
-  dup2(plan.stdout_fd, 1);
-  dup2(plan.stderr_fd, 2);
-  if (chdir(plan.cwd) != 0) {
-    child_message("cannot change directory to ", plan.cwd, strerrordesc_np(errno));
-    _exit(126);
-  }
-  if (plan.path == nullptr) {
-    child_message(
-        plan.name, "",
-        plan.path_error == ENOENT ? "command not found" : strerrordesc_np(plan.path_error));
-    _exit(plan.path_error == ENOENT ? 127 : 126);
-  }
-  execve(plan.path, plan.argv_sh + 1, plan.envp);
-  int err = errno;
-  if (err == ENOEXEC) {
-    plan.argv_sh[1] = const_cast<char*>(plan.path);
-    execve("/bin/sh", plan.argv_sh, plan.envp);
-    err = errno;
-  }
-  child_message(plan.name, "", err == ENOENT ? "command not found" : strerrordesc_np(err));
-  _exit(err == ENOENT ? 127 : 126);
-}
-
-// vfork: the agent is suspended until the child has exec'd or exited, and no page tables are
-// copied (fork of the agent, and the copy-on-write faults after it, dominated a short command's
-// cost in an emulated guest). Kept in its own function so no local of the caller lives across
-// the vfork.
-__attribute__((noinline)) pid_t spawn_child(const ChildPlan& plan) {
-  pid_t pid = vfork();
-  if (pid == 0) run_child(plan);
-  return pid;
-}
-
-// execvp's PATH search, done by the agent before vfork (the child must not touch `environ`):
+// execvp's PATH search, done by the agent before the child starts (launch.h: the child makes
+// raw system calls only):
 // the first regular executable file among PATH's directories, relative ones taken from `cwd`.
 // Sets *err (ENOENT, or EACCES if only non-executable candidates exist) when none is found.
 std::string find_in_path(const std::string& name, const std::vector<std::string>& env,
@@ -308,36 +246,34 @@ void Agent::start_exec(uint32_t id, const proto::ExecRequest& req) {
   int path_error = ENOENT;
   std::string path = find_in_path(req.argv[0], env, cwd, &path_error);
 
-  std::vector<char*> argv_sh, envp;
-  argv_sh.reserve(req.argv.size() + 2);
-  argv_sh.push_back(const_cast<char*>("/bin/sh"));
-  for (const auto& a : req.argv) argv_sh.push_back(const_cast<char*>(a.c_str()));
-  argv_sh.push_back(nullptr);
-  envp.reserve(env.size() + 1);
-  for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
-  envp.push_back(nullptr);
-
-  ChildPlan plan;
-  plan.path = path.empty() ? nullptr : path.c_str();
-  plan.name = req.argv[0].c_str();
+  LaunchPlan plan;
+  plan.path = std::move(path);
   plan.path_error = path_error;
-  plan.argv_sh = argv_sh.data();
-  plan.envp = envp.data();
+  plan.argv = req.argv;
+  plan.env = std::move(env);
   plan.cwd = cwd;
   plan.stdin_fd = want_stdin ? in_pipe[0] : devnull_;
   plan.stdout_fd = out_pipe[1];
   plan.stderr_fd = err_pipe[1];
-  plan.ignored_signals = &ignored_signals_;
-  pid_t pid = spawn_child(plan);
+  plan.ignored_signals = ignored_signals_.data();
+  plan.ignored_count = ignored_signals_.size();
+  if (placement_.pinned) {
+    plan.cpus = &placement_.all;
+    plan.cpus_size = sizeof placement_.all;
+  }
+  plan.reset_policy = placement_.batch;
+  auto launch = std::make_unique<Launch>(std::move(plan));
+  pid_t pid = launch->start();
   if (pid < 0) {
     int err = errno;
     close_pipes();
-    return send_error(id, err, "fork");
+    return send_error(id, err, "clone");
   }
   setpgid(pid, pid);  // also here, so a kill right after Started reaches the group
   auto c = std::make_unique<Command>();
   c->id = id;
   c->pid = pid;
+  c->launch = std::move(launch);
   c->started_pending = req.flags & proto::exec_flags::kDeferStarted;
   if (want_stdin) {
     close(in_pipe[0]);
@@ -615,6 +551,7 @@ void Agent::reap_children() {
         c->exited = true;
         c->wait_status = status;
         c->exited_at = now_ms();
+        c->launch.reset();
         close_fd(c->stdin_fd);
       }
     }
@@ -767,15 +704,25 @@ int Agent::run() {
 
 }  // namespace
 
-int serve_connection(int fd) {
+namespace {
+
+int serve(int fd, const CpuPlacement& placement) {
   // Commands must not inherit the connection (the host would miss the agent's death).
   fcntl(fd, F_SETFD, FD_CLOEXEC);
-  Agent agent(fd);
+  Agent agent(fd, placement);
   return agent.run();
+}
+
+}  // namespace
+
+int serve_connection(int fd) {
+  return serve(fd, CpuPlacement{});
 }
 
 int run_agent() {
   start_forwarder();  // Sandbox::expose_port's guest side (forward.h), before any fd exists
+  // After the forwarder started, which keeps the default placement like any command.
+  const CpuPlacement placement = place_agent();
   // The vsock transport appears once its module has probed the device; retry briefly.
   int64_t give_up = now_ms() + 10000;
   for (;;) {
@@ -790,7 +737,7 @@ int run_agent() {
       addr.svm_cid = proto::kHostCid;
       addr.svm_port = proto::kAgentPort;
       if (connect(fd, reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) == 0)
-        return serve_connection(fd);
+        return serve(fd, placement);
       int err = errno;
       close(fd);
       if (now_ms() > give_up) {

@@ -3,8 +3,10 @@
 // own process groups with piped stdin/stdout/stderr, enforces timeouts by killing the group,
 // reads and writes files in chunks, keeps the default environment.
 //
-// One thread, one poll() loop. Output toward the host is buffered up to a bound; past it the
-// agent stops reading its children's pipes (they block) until the host catches up.
+// One thread, one poll() loop; it never waits for a command's process to start (launch.h) and
+// runs on one vCPU beside the vsock interrupt (placement.h). Output toward the host is buffered up
+// to a bound; past it the agent stops reading its children's pipes (they block) until the host
+// catches up.
 #pragma once
 
 namespace airlock::guest {

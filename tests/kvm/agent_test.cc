@@ -310,3 +310,42 @@ TEST_CASE(
     CHECK(sb->ping().status().code() == Errc::protocol);
   }
 }
+
+TEST_CASE("a command stuck before its program runs does not hold up the agent") {
+  auto sb = boot();
+  // execve of a file in no format the kernel knows asks for a binfmt module: the kernel runs
+  // kernel.modprobe and waits for it, inside execve, before the new program exists. With a
+  // modprobe that sleeps, the command's process stays in execve (as it would on a hung mount).
+  REQUIRE(sb->fs().write("/tmp/slow-modprobe", "#!/bin/sh\nexec sleep 600\n", 0755).ok());
+  REQUIRE(sb->fs()
+              .write("/tmp/unknown-format",
+                     std::string("\x01\x02\x03\x04", 4) + std::string(252, '\0'), 0755)
+              .ok());
+  REQUIRE(must(sb->sh("echo /tmp/slow-modprobe > /proc/sys/kernel/modprobe")).exit_code == 0);
+
+  auto stuck = sb->spawn({"/tmp/unknown-format"});
+  REQUIRE_MESSAGE(stuck.ok(), stuck.status().to_string());
+  // It really is stuck: the kernel's modprobe runs, and the command does not finish.
+  bool modprobe_seen = false;
+  for (int i = 0; i < 100 && !modprobe_seen; ++i) {
+    modprobe_seen = must(sb->sh("ps")).stdout.find("sleep 600") != std::string::npos;
+    if (!modprobe_seen) std::this_thread::sleep_for(100ms);
+  }
+  CHECK(modprobe_seen);
+  CHECK((*stuck)->wait(Millis(2000)).status().code() == Errc::timeout);
+
+  // Meanwhile everything else goes on: commands, files, ping.
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(must(sb->exec({"echo", "alive"})).stdout == "alive\n");
+  CHECK(must(sb->sh("echo $((6 * 7))")).text() == "42");
+  CHECK(sb->fs().write("/tmp/x", "y").ok());
+  CHECK(sb->ping("p").ok());
+  CHECK(seconds_since(t0) < 60);
+  CHECK((*stuck)->wait(Millis(0)).status().code() == Errc::timeout);
+
+  // Killing it ends the wait inside execve.
+  REQUIRE((*stuck)->kill(SIGKILL).ok());
+  auto r = (*stuck)->wait(Millis(60000));
+  REQUIRE_MESSAGE(r.ok(), r.status().to_string());
+  CHECK(r->signal == SIGKILL);
+}
