@@ -419,6 +419,15 @@ struct Machine::Impl {
     return ok_status();
   }
 
+  // Entry registers, once the kernel (hence its entry point) is loaded.
+  Status set_boot_regs() {
+    for (auto& vcpu : vcpus)
+      AIRLOCK_RETURN_IF_ERROR(vcpu.set_regs(x86::boot_regs(kernel.entry, x86::kZeroPageAddr)));
+    return ok_status();
+  }
+
+  // Creates and configures every vCPU except its entry registers (set_boot_regs()). Writes
+  // guest memory below 1 MiB only (page tables, GDT): it runs while the images load above.
   Status setup_vcpus() {
     AIRLOCK_ASSIGN_OR_RETURN(auto supported, kvm.supported_cpuid());
     AIRLOCK_ASSIGN_OR_RETURN(uint64_t cr3, x86::write_identity_page_tables(memory));
@@ -429,7 +438,6 @@ struct Machine::Impl {
       auto cpuid = x86::normalize_cpuid(supported, {i, config.vcpus, tsc_deadline});
       AIRLOCK_RETURN_IF_ERROR(vcpu.set_cpuid2(cpuid));
       AIRLOCK_RETURN_IF_ERROR(vcpu.set_msrs(x86::boot_msrs()));
-      AIRLOCK_RETURN_IF_ERROR(vcpu.set_regs(x86::boot_regs(kernel.entry, x86::kZeroPageAddr)));
       AIRLOCK_RETURN_IF_ERROR(vcpu.set_fpu(x86::boot_fpu()));
       AIRLOCK_ASSIGN_OR_RETURN(kvm_sregs sregs, vcpu.get_sregs());
       x86::setup_long_mode_sregs(sregs, cr3);
@@ -465,7 +473,7 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig config) {
   if (config.kernel_path.empty()) return Status(Errc::invalid_argument, "no kernel path given");
   if (config.console_buffer_limit == 0) config.console_buffer_limit = 1;
 
-  // Files first: a bad image should fail before any KVM work.
+  // Files first: a missing file or a bad bzImage header fails before any KVM work.
   AIRLOCK_ASSIGN_OR_RETURN(ImageFile kernel_file,
                            ImageFile::open(config.kernel_path, "kernel", kMaxKernelBytes));
   std::optional<ImageFile> initrd_file;
@@ -490,27 +498,56 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig config) {
   AIRLOCK_ASSIGN_OR_RETURN(impl->memory,
                            GuestMemory::create(cfg.memory_bytes, x86::kMmioHoleStart));
   const uint64_t ram_end = x86::low_ram_end(cfg.memory_bytes);
-  {
+
+  // Reading the images into guest RAM is the slowest step of create() (tens of MB through the
+  // page cache or, in the nested runner, a 9p share), and the KVM objects do not depend on it:
+  // a loader thread fills RAM from 1 MiB up (kernel, initramfs) while this thread creates the
+  // VM and vCPUs, which write only below 1 MiB (page tables, GDT). Errors keep their order:
+  // an image error wins over a KVM one, as if the images had been loaded first.
+  Impl& m = *impl;
+  auto load_images = [&]() -> Status {
     auto loaded = x86::load_kernel(
-        impl->memory, image, ram_end,
+        m.memory, image, ram_end,
         [&kernel_file](const GuestMemory& mem, uint64_t gpa, const uint8_t* src, size_t len) {
           return kernel_file.read_into(mem, gpa, src, len);
         });
-    if (!loaded.ok()) return loaded.status().prefix("kernel " + cfg.kernel_path);
-    impl->kernel = std::move(loaded).value();
+    if (!loaded.ok()) return loaded.status().prefix("kernel " + m.config.kernel_path);
+    m.kernel = std::move(loaded).value();
+    if (initrd_file) {
+      auto bytes = initrd_file->bytes();
+      auto at = x86::place_initrd(m.kernel, bytes.size(), ram_end);
+      if (!at.ok()) return at.status().prefix("initramfs " + m.config.initramfs_path);
+      AIRLOCK_RETURN_IF_ERROR(initrd_file->read_into(m.memory, *at, bytes.data(), bytes.size()));
+      m.initrd_addr = *at;
+      m.initrd_size = bytes.size();
+    }
+    return ok_status();
+  };
+  Status load_status;
+  std::thread loader;
+  try {
+    loader = std::thread([&] { load_status = load_images(); });
+  } catch (const std::exception&) {
+    load_status = load_images();  // no thread to spare: load on this one
   }
-  if (initrd_file) {
-    auto bytes = initrd_file->bytes();
-    auto at = x86::place_initrd(impl->kernel, bytes.size(), ram_end);
-    if (!at.ok()) return at.status().prefix("initramfs " + cfg.initramfs_path);
-    AIRLOCK_RETURN_IF_ERROR(initrd_file->read_into(impl->memory, *at, bytes.data(), bytes.size()));
-    impl->initrd_addr = *at;
-    impl->initrd_size = bytes.size();
-  }
+  // Joins the loader on every path out of this scope (it writes into *impl and these locals).
+  struct JoinOnExit {
+    std::thread& t;
+    ~JoinOnExit() {
+      if (t.joinable()) t.join();
+    }
+  } join_loader{loader};
 
-  AIRLOCK_ASSIGN_OR_RETURN(impl->stop_fd, make_eventfd(true));
-  Status st = impl->setup_vm();
+  Status st;
+  if (auto fd = make_eventfd(true); fd.ok())
+    impl->stop_fd = std::move(fd).value();
+  else
+    st = fd.status();
+  if (st.ok()) st = impl->setup_vm();
   if (st.ok()) st = impl->setup_vcpus();
+  if (loader.joinable()) loader.join();
+  if (!load_status.ok()) return load_status;
+  if (st.ok()) st = impl->set_boot_regs();
   if (!st.ok()) return st.prefix("setting up the VM");
 
   Impl* raw = impl.get();
