@@ -510,7 +510,8 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig config) {
         m.memory, image, ram_end,
         [&kernel_file](const GuestMemory& mem, uint64_t gpa, const uint8_t* src, size_t len) {
           return kernel_file.read_into(mem, gpa, src, len);
-        });
+        },
+        /*ram_is_zero=*/true);  // m.memory was just mapped, and nothing else writes there
     if (!loaded.ok()) return loaded.status().prefix("kernel " + m.config.kernel_path);
     m.kernel = std::move(loaded).value();
     if (initrd_file) {

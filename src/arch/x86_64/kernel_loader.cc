@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -35,6 +37,48 @@ Status copy_image(const ImageCopy& copy, const GuestMemory& mem, uint64_t gpa, c
                   size_t len) {
   if (copy) return copy(mem, gpa, src, len);
   return mem.write(gpa, src, len);
+}
+
+// Virtual address ranges [first, second) of the allocated SHT_NOBITS sections, sorted. Section
+// headers are optional for loading: a missing or malformed table yields no ranges (everything
+// is then copied), never an error.
+std::vector<std::pair<uint64_t, uint64_t>> nobits_ranges(std::span<const uint8_t> image,
+                                                         const Elf64_Ehdr& eh) {
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  if (eh.e_shoff == 0 || eh.e_shentsize != sizeof(Elf64_Shdr) || eh.e_shnum == 0 ||
+      eh.e_shnum > 4096 || eh.e_shoff > image.size() ||
+      uint64_t{eh.e_shnum} * sizeof(Elf64_Shdr) > image.size() - eh.e_shoff)
+    return out;
+  for (unsigned i = 0; i < eh.e_shnum; ++i) {
+    Elf64_Shdr sh;
+    std::memcpy(&sh, image.data() + eh.e_shoff + i * sizeof(Elf64_Shdr), sizeof sh);
+    if (sh.sh_type != SHT_NOBITS || !(sh.sh_flags & SHF_ALLOC) || sh.sh_size == 0) continue;
+    if (sh.sh_addr > UINT64_MAX - sh.sh_size) continue;
+    out.emplace_back(sh.sh_addr, sh.sh_addr + sh.sh_size);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Copies segment `ph`'s file bytes to its physical address, leaving out the `skip` ranges
+// (virtual, sorted) that lie wholly inside the segment's file range.
+Status copy_segment(const ImageCopy& copy, const GuestMemory& mem, std::span<const uint8_t> image,
+                    const Elf64_Phdr& ph, const std::vector<std::pair<uint64_t, uint64_t>>& skip) {
+  uint64_t pos = 0;  // offset into the segment's file bytes
+  if (ph.p_vaddr <= UINT64_MAX - ph.p_filesz) {
+    for (const auto& [lo, hi] : skip) {
+      if (lo < ph.p_vaddr + pos || hi > ph.p_vaddr + ph.p_filesz) continue;
+      uint64_t a = lo - ph.p_vaddr, b = hi - ph.p_vaddr;
+      if (a > pos)
+        AIRLOCK_RETURN_IF_ERROR(
+            copy_image(copy, mem, ph.p_paddr + pos, image.data() + ph.p_offset + pos, a - pos));
+      pos = b;
+    }
+  }
+  if (pos < ph.p_filesz)
+    AIRLOCK_RETURN_IF_ERROR(copy_image(copy, mem, ph.p_paddr + pos,
+                                       image.data() + ph.p_offset + pos, ph.p_filesz - pos));
+  return ok_status();
 }
 
 }  // namespace
@@ -100,7 +144,7 @@ Result<LoadedKernel> load_bzimage(const GuestMemory& mem, std::span<const uint8_
 }
 
 Result<LoadedKernel> load_elf(const GuestMemory& mem, std::span<const uint8_t> image,
-                              uint64_t ram_end, const ImageCopy& copy) {
+                              uint64_t ram_end, const ImageCopy& copy, bool ram_is_zero) {
   if (image.size() < sizeof(Elf64_Ehdr))
     return bad(fmt::format("ELF kernel truncated: {} bytes", image.size()));
   Elf64_Ehdr eh;
@@ -118,6 +162,9 @@ Result<LoadedKernel> load_elf(const GuestMemory& mem, std::span<const uint8_t> i
   if (eh.e_phoff > image.size() || ph_end > image.size())
     return bad("ELF kernel truncated: program headers lie past the end of the file");
 
+  std::vector<std::pair<uint64_t, uint64_t>> skip;
+  if (ram_is_zero) skip = nobits_ranges(image, eh);
+
   LoadedKernel k;
   k.format = KernelFormat::elf;
   k.load_addr = UINT64_MAX;
@@ -134,9 +181,8 @@ Result<LoadedKernel> load_elf(const GuestMemory& mem, std::span<const uint8_t> i
                     fmt::format("ELF segment {} at {:#x}+{:#x} does not fit in guest RAM below "
                                 "{:#x}: give the machine more memory",
                                 i, ph.p_paddr, ph.p_memsz, ram_end));
-    AIRLOCK_RETURN_IF_ERROR(
-        copy_image(copy, mem, ph.p_paddr, image.data() + ph.p_offset, ph.p_filesz));
-    if (ph.p_memsz > ph.p_filesz) {
+    AIRLOCK_RETURN_IF_ERROR(copy_segment(copy, mem, image, ph, skip));
+    if (ph.p_memsz > ph.p_filesz && !ram_is_zero) {
       uint8_t* bss = mem.host_ptr(ph.p_paddr + ph.p_filesz, ph.p_memsz - ph.p_filesz);
       if (!bss) return Status(Errc::internal, "ELF bss outside guest memory");
       std::memset(bss, 0, ph.p_memsz - ph.p_filesz);
@@ -169,8 +215,8 @@ Result<LoadedKernel> load_elf(const GuestMemory& mem, std::span<const uint8_t> i
 }
 
 Result<LoadedKernel> load_kernel(const GuestMemory& mem, std::span<const uint8_t> image,
-                                 uint64_t ram_end, const ImageCopy& copy) {
-  if (is_elf(image)) return load_elf(mem, image, ram_end, copy);
+                                 uint64_t ram_end, const ImageCopy& copy, bool ram_is_zero) {
+  if (is_elf(image)) return load_elf(mem, image, ram_end, copy, ram_is_zero);
   return load_bzimage(mem, image, ram_end, copy);
 }
 

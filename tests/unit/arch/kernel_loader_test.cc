@@ -165,3 +165,79 @@ TEST_CASE("ELF kernels of another machine, truncated or outside RAM are refused"
   std::vector<uint8_t> stub = {0x7f, 'E', 'L', 'F', 2};
   CHECK(load_kernel(*mem, stub, kMem).status().code() == Errc::bad_image);
 }
+
+namespace {
+
+// make_elf() plus a section table with one allocated SHT_NOBITS section covering file bytes
+// [nobits_off, nobits_off + nobits_len) of the segment (which hold 0xab, not zeros).
+std::vector<uint8_t> make_elf_with_nobits(uint64_t nobits_off, uint64_t nobits_len) {
+  auto img = make_elf(EM_X86_64, 0x1000000, 3 * 4096, 4 * 4096);
+  Elf64_Ehdr eh;
+  std::memcpy(&eh, img.data(), sizeof eh);
+  Elf64_Phdr ph;
+  std::memcpy(&ph, img.data() + eh.e_phoff, sizeof ph);
+  Elf64_Shdr sh[2]{};  // [0] is the null section
+  sh[1].sh_type = SHT_NOBITS;
+  sh[1].sh_flags = SHF_ALLOC | SHF_WRITE;
+  sh[1].sh_addr = ph.p_vaddr + nobits_off;
+  sh[1].sh_offset = ph.p_offset + nobits_off;
+  sh[1].sh_size = nobits_len;
+  eh.e_shoff = img.size();
+  eh.e_shentsize = sizeof(Elf64_Shdr);
+  eh.e_shnum = 2;
+  std::memcpy(img.data(), &eh, sizeof eh);
+  img.resize(img.size() + sizeof sh);
+  std::memcpy(img.data() + eh.e_shoff, sh, sizeof sh);
+  return img;
+}
+
+}  // namespace
+
+TEST_CASE("on zeroed RAM an ELF kernel's NOBITS sections and bss are not written") {
+  auto img = make_elf_with_nobits(4096, 4096);
+  uint64_t copied = 0;
+  ImageCopy count = [&](const GuestMemory& m, uint64_t gpa, const uint8_t* src, size_t len) {
+    copied += len;
+    return m.write(gpa, src, len);
+  };
+  auto fresh = GuestMemory::create(kMem);
+  REQUIRE(fresh.ok());
+  auto k = load_kernel(*fresh, img, kMem, count, /*ram_is_zero=*/true);
+  REQUIRE(k.ok());
+  CHECK(copied == 2 * 4096);  // the NOBITS page is left out
+  CHECK(*fresh->read_obj<uint8_t>(0x1000000) == 0xab);
+  CHECK(*fresh->read_obj<uint8_t>(0x1000000 + 4096) == 0);
+  CHECK(*fresh->read_obj<uint8_t>(0x1000000 + 2 * 4096) == 0xab);
+  CHECK(k->end == 0x1000000 + 4 * 4096);
+
+  // Without the promise every file byte is copied and the bss zeroed over old contents.
+  copied = 0;
+  auto dirty = GuestMemory::create(kMem);
+  REQUIRE(dirty.ok());
+  REQUIRE(dirty->write_obj<uint32_t>(0x1000000 + 3 * 4096 + 8, 0xffffffff).ok());
+  REQUIRE(load_kernel(*dirty, img, kMem, count).ok());
+  CHECK(copied == 3 * 4096);
+  CHECK(*dirty->read_obj<uint8_t>(0x1000000 + 4096) == 0xab);
+  CHECK(*dirty->read_obj<uint32_t>(0x1000000 + 3 * 4096 + 8) == 0);
+}
+
+TEST_CASE(
+    "NOBITS ranges reaching outside the segment's file bytes, or a bad section table, are copied") {
+  // Straddles the end of the file bytes (into the bss): not wholly inside, so copied.
+  auto straddle = make_elf_with_nobits(2 * 4096, 2 * 4096);
+  auto mem = GuestMemory::create(kMem);
+  REQUIRE(mem.ok());
+  REQUIRE(load_kernel(*mem, straddle, kMem, {}, true).ok());
+  CHECK(*mem->read_obj<uint8_t>(0x1000000 + 2 * 4096) == 0xab);
+
+  // A section table pointing past the end of the file is ignored, not an error.
+  auto bad = make_elf_with_nobits(4096, 4096);
+  Elf64_Ehdr eh;
+  std::memcpy(&eh, bad.data(), sizeof eh);
+  eh.e_shoff = bad.size() - 8;
+  std::memcpy(bad.data(), &eh, sizeof eh);
+  auto mem2 = GuestMemory::create(kMem);
+  REQUIRE(mem2.ok());
+  REQUIRE(load_kernel(*mem2, bad, kMem, {}, true).ok());
+  CHECK(*mem2->read_obj<uint8_t>(0x1000000 + 4096) == 0xab);
+}
