@@ -16,7 +16,8 @@
 // --guest-cmd CMD (repeatable): only run sh(CMD) after create and print its output
 // (experiments; no RESULT line). --setup-cmd CMD (repeatable): run sh(CMD) after create, print
 // its output, then measure as usual (experiments on the guest's settings). --compare-initramfs
-// PATH: a second sandbox booted from PATH; exec and ping on both are timed interleaved (an A/B
+// PATH: a second sandbox booted from PATH; --vcpus N: the sandboxes' vCPUs (default: the
+// SandboxOptions default); exec and ping on both are timed interleaved (an A/B
 // of two guest agents under the same load) and B's figures printed beside A's.
 // Ends with: RESULT exec_p50_over_echo=<x> stdout_mbps=<y> create_to_first_result_ms=<z>
 #include <algorithm>
@@ -130,6 +131,7 @@ int main(int argc, char** argv) {
   int runs = 200;
   std::vector<std::string> guest_cmds, setup_cmds;
   std::string compare_initramfs;
+  unsigned vcpus = SandboxOptions{}.vcpus;
   for (int i = 1; i + 1 < argc; ++i) {
     if (!std::strcmp(argv[i], "--runs"))
       runs = std::max(10, std::atoi(argv[++i]));
@@ -139,12 +141,15 @@ int main(int argc, char** argv) {
       setup_cmds.push_back(argv[++i]);
     else if (!std::strcmp(argv[i], "--compare-initramfs"))
       compare_initramfs = argv[++i];
+    else if (!std::strcmp(argv[i], "--vcpus"))
+      vcpus = static_cast<unsigned>(std::max(1, std::atoi(argv[++i])));
   }
 
   auto t0 = Clock::now();
   SandboxOptions options;
   options.boot_timeout = Millis(600000);
   options.memory_bytes = 768ull << 20;
+  options.vcpus = vcpus;
   auto created = Sandbox::create(options);
   if (!created.ok()) die("create", created.status());
   auto sb = std::move(created).value();
@@ -203,16 +208,16 @@ int main(int argc, char** argv) {
   auto time_ping_on = [&](Sandbox& s) {
     auto t = Clock::now();
     auto r = s.ping("x");
-    if (!r.ok()) die("ping", r.status());
+    if (!r.ok()) {
+      std::string console = s.console_output();
+      std::fprintf(stderr, "%s\n",
+                   console.substr(console.size() > 3000 ? console.size() - 3000 : 0).c_str());
+      die("ping", r.status());
+    }
     return ms_since(t);
   };
   auto time_exec = [&] { return time_exec_on(*sb); };
-  auto time_ping = [&] {
-    auto t = Clock::now();
-    auto r = sb->ping("x");
-    if (!r.ok()) die("ping", r.status());
-    return ms_since(t);
-  };
+  auto time_ping = [&] { return time_ping_on(*sb); };
   auto time_echo = [&] {
     auto t = Clock::now();
     Status st = echo->write("e", Millis(10000));
@@ -227,7 +232,25 @@ int main(int argc, char** argv) {
   // on a shared, nested machine, measuring them one after another mostly measured the load.
   for (int i = 0; i < 5; ++i) time_exec(), time_ping(), time_echo();
   std::vector<double> exec_ms, ping_ms, echo_ms, exec_b_ms, ping_b_ms;
+  // The guest's own process creation, in chunks between the round trips so it sees the same
+  // load: mode -> samples.
+  std::map<std::string, std::vector<double>> floor_ms;
+  constexpr int kFloorChunk = 10;
+  auto sample_floor = [&] {
+    auto r = sb->exec({"/bin/airlock-guest-agent", "spawn-floor", std::to_string(kFloorChunk),
+                       "/bin/true", "raw"});
+    if (!r.ok() || r->exit_code != 0)
+      die("spawn-floor", r.ok() ? Status(Errc::internal, r->stderr) : r.status());
+    std::istringstream lines(r->stdout);
+    for (std::string line; std::getline(lines, line);) {
+      std::istringstream words(line);
+      std::string mode;
+      words >> mode;
+      for (double v; words >> v;) floor_ms[mode].push_back(v);
+    }
+  };
   for (int i = 0; i < runs; ++i) {
+    if (i % kFloorChunk == 0) sample_floor();
     if (sb_b) {
       exec_b_ms.push_back(time_exec_on(*sb_b));
       ping_b_ms.push_back(time_ping_on(*sb_b));
@@ -283,6 +306,11 @@ int main(int argc, char** argv) {
   std::printf("raw vsock echo (floor)  p50 %.3f ms  p99 %.3f ms\n", echo_p50,
               percentile(echo_ms, 0.99));
   std::printf("stdout 64 MiB           %.2f s  %.1f MB/s\n", secs, mbps);
+  for (const auto& [mode, samples] : floor_ms)
+    std::printf(
+        "guest spawn floor %-16s p50 %.3f ms  p99 %.3f ms  (%zu spawns of /bin/true, "
+        "interleaved)\n",
+        mode.c_str(), percentile(samples, 0.5), percentile(samples, 0.99), samples.size());
   for (std::istringstream lines(floor->stdout); std::getline(lines, line);)
     std::printf("guest %s\n", line.c_str());
   print_counters("exec", k0, k1, runs);

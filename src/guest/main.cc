@@ -6,7 +6,7 @@
 //   airlock-guest-agent forward-fd FD   the port forwarder on an inherited listening socket
 //                                        (host tests)
 //   airlock-guest-agent echo-server PORT  benchmark tool: vsock echo server
-//   airlock-guest-agent spawn-floor N PROGRAM  benchmark tool: N spawns of PROGRAM, timed
+//   airlock-guest-agent spawn-floor N PROGRAM [raw]  benchmark tool: N spawns of PROGRAM, timed
 //   airlock-guest-agent fsfreeze|fsthaw PATH  sync and freeze / thaw a filesystem (root snapshots)
 //   airlock-guest-agent hostile MODE PID  test tool: takes over the agent's connection and
 //                                        misbehaves (see hostile.cc)
@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
   if (argc >= 3 && std::strcmp(argv[1], "echo-server") == 0)
     return airlock::guest::run_echo_server(argv[2]);
   if (argc >= 4 && std::strcmp(argv[1], "spawn-floor") == 0)
-    return airlock::guest::run_spawn_floor(argv[2], argv[3]);
+    return airlock::guest::run_spawn_floor(argv[2], argv[3],
+                                           argc >= 5 && std::strcmp(argv[4], "raw") == 0);
   if (argc >= 3 && std::strcmp(argv[1], "fsfreeze") == 0)
     return airlock::guest::run_fsfreeze(argv[2]);
   if (argc >= 3 && std::strcmp(argv[1], "fsthaw") == 0) return airlock::guest::run_fsthaw(argv[2]);

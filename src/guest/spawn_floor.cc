@@ -1,6 +1,9 @@
 #include "guest/spawn_floor.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
+#include <unistd.h>
 
 #include <spawn.h>
 #include <sys/wait.h>
@@ -76,7 +79,15 @@ bool measure(int runs, Spawn spawn, Sample& out) {
   return true;
 }
 
+bool g_raw = false;
+
 void print(const char* how, int runs, const Sample& s) {
+  if (g_raw) {
+    std::printf("%s", how);
+    for (double ms : s.ms) std::printf(" %.3f", ms);
+    std::printf("\n");
+    return;
+  }
   std::printf(
       "spawn_floor %s runs=%d p50_ms=%.3f p99_ms=%.3f ctxt_per_spawn=%.1f "
       "intr_per_spawn=%.1f\n",
@@ -85,7 +96,8 @@ void print(const char* how, int runs, const Sample& s) {
 
 }  // namespace
 
-int run_spawn_floor(const char* runs_text, const char* program) {
+int run_spawn_floor(const char* runs_text, const char* program, bool raw) {
+  g_raw = raw;
   int runs = std::max(1, std::atoi(runs_text));
   char* argv[] = {const_cast<char*>(program), nullptr};
 
@@ -138,6 +150,47 @@ int run_spawn_floor(const char* runs_text, const char* program) {
     return 1;
   }
   print("agent-like", runs, agent_like);
+
+  // The same with the child's stdout and stderr on pipes read to end of file, as the agent
+  // collects a command's output.
+  Sample piped;
+  int out[2] = {-1, -1}, err[2] = {-1, -1};
+  ok = measure(
+      runs,
+      [&] {
+        for (int fd : {out[0], err[0]})
+          if (fd >= 0) close(fd);
+        if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return -1;
+        LaunchPlan plan;
+        plan.path = program;
+        plan.argv = {program};
+        plan.stdin_fd = 0;
+        plan.stdout_fd = out[1];
+        plan.stderr_fd = err[1];
+        plan.cpus = &all;
+        plan.cpus_size = sizeof all;
+        plan.reset_policy = batch;
+        launch = std::make_unique<Launch>(std::move(plan));
+        pid_t pid = launch->start();
+        close(out[1]);
+        close(err[1]);
+        struct pollfd fds[2] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}};
+        char buf[4096];
+        int open_fds = 2;
+        while (pid > 0 && open_fds > 0 && poll(fds, 2, -1) > 0)
+          for (auto& f : fds)
+            if (f.fd >= 0 && f.revents && read(f.fd, buf, sizeof buf) <= 0) {
+              f.fd = -1;
+              --open_fds;
+            }
+        return pid;
+      },
+      piped);
+  if (!ok) {
+    std::fprintf(stderr, "spawn-floor: pipes: %s\n", strerror(errno));
+    return 1;
+  }
+  print("agent-like+pipes", runs, piped);
   return 0;
 }
 

@@ -349,3 +349,26 @@ TEST_CASE("a command stuck before its program runs does not hold up the agent") 
   REQUIRE_MESSAGE(r.ok(), r.status().to_string());
   CHECK(r->signal == SIGKILL);
 }
+
+TEST_CASE("commands get every vCPU and the normal policy; the agent keeps to one vCPU") {
+  auto sb = boot({.vcpus = 2});
+  // The agent (the command's parent) runs on one vCPU as SCHED_BATCH (policy 3)...
+  auto agent =
+      must(sb->sh("grep Cpus_allowed_list /proc/$PPID/status; cut -d' ' -f41 /proc/$PPID/stat"));
+  CHECK(agent.stdout == "Cpus_allowed_list:\t0\n3\n");
+  // ...with the vsock interrupt beside it.
+  auto irq = must(sb->sh(
+      "for d in /sys/bus/virtio/devices/*; do [ $(cat $d/device) = 0x0013 ] && n=${d##*/}; done;"
+      "i=$(grep \" $n\\$\" /proc/interrupts | cut -d: -f1); cat "
+      "/proc/irq/$((i))/smp_affinity_list"));
+  CHECK(irq.text() == "0");
+  // Its commands do not inherit that: every CPU, SCHED_OTHER (policy 0), from exec and sh alike.
+  auto exec = must(sb->exec({"grep", "Cpus_allowed_list", "/proc/self/status"}));
+  CHECK(exec.stdout == "Cpus_allowed_list:\t0-1\n");
+  auto policy = must(sb->exec({"cut", "-d ", "-f41", "/proc/self/stat"}));
+  CHECK(policy.text() == "0");
+  // What a command sets itself stays set (nothing of the agent's touches it afterwards).
+  auto own =
+      must(sb->sh("taskset -p 2 $$ >/dev/null; sleep 0.5; grep Cpus_allowed_list /proc/$$/status"));
+  CHECK(own.stdout == "Cpus_allowed_list:\t1\n");
+}
