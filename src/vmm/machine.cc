@@ -124,6 +124,45 @@ class ImageFile {
   const char* what_ = "";
 };
 
+// A short-lived helper thread with a small stack. A std::thread gets the default 8 MiB
+// stack; made right after the guest RAM mapping, it lands just below it, so its top is 2 MiB
+// aligned and a transparent huge page backs it on first touch: 2 MiB of VMM RSS for a few
+// KiB of stack (measured: VMM overhead 6.3 instead of 4.2 MiB). 256 KiB cannot hold a huge
+// page. The function must not allocate much either (a first malloc() gives the thread an
+// arena).
+class HelperThread {
+ public:
+  HelperThread() = default;
+  HelperThread(const HelperThread&) = delete;
+  HelperThread& operator=(const HelperThread&) = delete;
+  ~HelperThread() { join(); }
+
+  // False if no thread could be made (the caller then runs `fn` itself).
+  bool start(std::function<void()> fn) {
+    fn_ = std::move(fn);
+    pthread_attr_t attr;
+    if (::pthread_attr_init(&attr) != 0) return false;
+    bool ok = ::pthread_attr_setstacksize(&attr, 256 << 10) == 0 &&
+              ::pthread_create(&thread_, &attr, &HelperThread::trampoline, this) == 0;
+    ::pthread_attr_destroy(&attr);
+    running_ = ok;
+    return ok;
+  }
+  void join() {
+    if (running_) ::pthread_join(thread_, nullptr);
+    running_ = false;
+  }
+
+ private:
+  static void* trampoline(void* self) {
+    static_cast<HelperThread*>(self)->fn_();
+    return nullptr;
+  }
+  std::function<void()> fn_;
+  pthread_t thread_{};
+  bool running_ = false;
+};
+
 void install_kick_handler() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -525,19 +564,10 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig config) {
     return ok_status();
   };
   Status load_status;
-  std::thread loader;
-  try {
-    loader = std::thread([&] { load_status = load_images(); });
-  } catch (const std::exception&) {
+  // Declared after `impl`: joined (destructor) on every path out before *impl goes away.
+  HelperThread loader;
+  if (!loader.start([&] { load_status = load_images(); }))
     load_status = load_images();  // no thread to spare: load on this one
-  }
-  // Joins the loader on every path out of this scope (it writes into *impl and these locals).
-  struct JoinOnExit {
-    std::thread& t;
-    ~JoinOnExit() {
-      if (t.joinable()) t.join();
-    }
-  } join_loader{loader};
 
   Status st;
   if (auto fd = make_eventfd(true); fd.ok())
@@ -546,7 +576,7 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig config) {
     st = fd.status();
   if (st.ok()) st = impl->setup_vm();
   if (st.ok()) st = impl->setup_vcpus();
-  if (loader.joinable()) loader.join();
+  loader.join();
   if (!load_status.ok()) return load_status;
   if (st.ok()) st = impl->set_boot_regs();
   if (!st.ok()) return st.prefix("setting up the VM");

@@ -3,9 +3,9 @@
 #include <elf.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <utility>
-#include <vector>
 
 #include <fmt/format.h>
 
@@ -39,31 +39,41 @@ Status copy_image(const ImageCopy& copy, const GuestMemory& mem, uint64_t gpa, c
   return mem.write(gpa, src, len);
 }
 
-// Virtual address ranges [first, second) of the allocated SHT_NOBITS sections, sorted. Section
-// headers are optional for loading: a missing or malformed table yields no ranges (everything
-// is then copied), never an error.
-std::vector<std::pair<uint64_t, uint64_t>> nobits_ranges(std::span<const uint8_t> image,
-                                                         const Elf64_Ehdr& eh) {
-  std::vector<std::pair<uint64_t, uint64_t>> out;
+// Virtual address ranges [lo, hi) of allocated SHT_NOBITS sections, sorted; at most kMax of
+// them (a vmlinux has 3), any further ones are simply copied. A fixed array, not a vector:
+// the machine loads on a thread of its own, and a first malloc() there would give that thread
+// a malloc arena, whose first (transparent huge) page alone is 2 MiB of VMM RSS.
+struct SkipRanges {
+  static constexpr size_t kMax = 16;
+  std::array<std::pair<uint64_t, uint64_t>, kMax> r{};
+  size_t n = 0;
+  const std::pair<uint64_t, uint64_t>* begin() const { return r.data(); }
+  const std::pair<uint64_t, uint64_t>* end() const { return r.data() + n; }
+};
+
+// Section headers are optional for loading: a missing or malformed table yields no ranges
+// (everything is then copied), never an error.
+SkipRanges nobits_ranges(std::span<const uint8_t> image, const Elf64_Ehdr& eh) {
+  SkipRanges out;
   if (eh.e_shoff == 0 || eh.e_shentsize != sizeof(Elf64_Shdr) || eh.e_shnum == 0 ||
       eh.e_shnum > 4096 || eh.e_shoff > image.size() ||
       uint64_t{eh.e_shnum} * sizeof(Elf64_Shdr) > image.size() - eh.e_shoff)
     return out;
-  for (unsigned i = 0; i < eh.e_shnum; ++i) {
+  for (unsigned i = 0; i < eh.e_shnum && out.n < SkipRanges::kMax; ++i) {
     Elf64_Shdr sh;
     std::memcpy(&sh, image.data() + eh.e_shoff + i * sizeof(Elf64_Shdr), sizeof sh);
     if (sh.sh_type != SHT_NOBITS || !(sh.sh_flags & SHF_ALLOC) || sh.sh_size == 0) continue;
     if (sh.sh_addr > UINT64_MAX - sh.sh_size) continue;
-    out.emplace_back(sh.sh_addr, sh.sh_addr + sh.sh_size);
+    out.r[out.n++] = {sh.sh_addr, sh.sh_addr + sh.sh_size};
   }
-  std::sort(out.begin(), out.end());
+  std::sort(out.r.begin(), out.r.begin() + static_cast<std::ptrdiff_t>(out.n));
   return out;
 }
 
 // Copies segment `ph`'s file bytes to its physical address, leaving out the `skip` ranges
 // (virtual, sorted) that lie wholly inside the segment's file range.
 Status copy_segment(const ImageCopy& copy, const GuestMemory& mem, std::span<const uint8_t> image,
-                    const Elf64_Phdr& ph, const std::vector<std::pair<uint64_t, uint64_t>>& skip) {
+                    const Elf64_Phdr& ph, const SkipRanges& skip) {
   uint64_t pos = 0;  // offset into the segment's file bytes
   if (ph.p_vaddr <= UINT64_MAX - ph.p_filesz) {
     for (const auto& [lo, hi] : skip) {
@@ -162,7 +172,7 @@ Result<LoadedKernel> load_elf(const GuestMemory& mem, std::span<const uint8_t> i
   if (eh.e_phoff > image.size() || ph_end > image.size())
     return bad("ELF kernel truncated: program headers lie past the end of the file");
 
-  std::vector<std::pair<uint64_t, uint64_t>> skip;
+  SkipRanges skip;
   if (ram_is_zero) skip = nobits_ranges(image, eh);
 
   LoadedKernel k;
