@@ -458,6 +458,8 @@ void VsockDevice::reset() {
   memory_ = nullptr;
   rx_ = tx_ = nullptr;
   interrupt_ = nullptr;
+  tx_unsignalled_ = 0;
+  tx_signal_due_.reset();
   // The guest forgot every connection when its driver reset (§5.10.6.7).
   auto conns = connections_;
   for (auto& [key, conn] : conns) drop_connection(conn, "the guest reset its vsock device");
@@ -479,20 +481,30 @@ void VsockDevice::wake_worker() {
 void VsockDevice::worker_loop() {
   std::unique_lock lock(mutex_);
   while (!worker_stop_) {
-    worker_cv_.wait(lock, [this] { return worker_kicked_ || worker_stop_; });
+    auto woken = [this] { return worker_kicked_ || worker_stop_; };
+    if (tx_signal_due_)
+      worker_cv_.wait_until(lock, *tx_signal_due_, woken);
+    else
+      worker_cv_.wait(lock, woken);
     if (worker_stop_) break;
     worker_kicked_ = false;
-    if (broken_ || memory_ == nullptr) continue;
-    bool rx_used = false, tx_used = false;
+    if (broken_ || memory_ == nullptr) {
+      tx_unsignalled_ = 0;
+      tx_signal_due_.reset();
+      continue;
+    }
+    bool rx_used = false;
+    size_t tx_used = 0;
     Status st;
     // Alternate until neither side makes progress: replies to tx packets need rx buffers, and
     // tx processing pauses while too many replies wait.
     for (int round = 0; round < 64 && st.ok(); ++round) {
-      bool rx_progress = false, tx_progress = false;
+      bool rx_progress = false;
+      size_t tx_progress = 0;
       st = process_rx(rx_progress);
       if (st.ok()) st = process_tx(tx_progress);
       rx_used |= rx_progress;
-      tx_used |= tx_progress;
+      tx_used += tx_progress;
       if (!rx_progress && !tx_progress) break;
       if (round == 63) {
         worker_kicked_ = true;  // yield the lock to host threads, then go on
@@ -501,11 +513,7 @@ void VsockDevice::worker_loop() {
                           tx_->available(*memory_));
       }
     }
-    // One interrupt covers both queues (the driver scans every queue on it): a round that
-    // consumed a request and queued its reply raises one, not two.
-    const bool rx_notify = rx_used && rx_->should_notify(*memory_);
-    const bool tx_notify = tx_used && tx_->should_notify(*memory_);
-    if (rx_notify || tx_notify) interrupt_->signal_used_queue();
+    signal_used(rx_used, tx_used);
     if (!st.ok()) {
       AIRLOCK_LOG_WARN("vsock", "stopping the device: {}", st.to_string());
       broken_ = true;
@@ -521,7 +529,29 @@ void VsockDevice::worker_loop() {
   }
 }
 
-Status VsockDevice::process_tx(bool& used_any) {
+// One interrupt covers both queues (the driver scans every queue on it), so a round that
+// consumed a request and queued its reply raises one, not two. Used tx buffers alone wait a
+// little (kTxSignalDelay) for a reason to interrupt anyway: the guest only reclaims their memory,
+// nothing waits on them, and under a request-reply load the next request comes within that
+// time, so one interrupt per exchange instead of two (each costs the guest an interrupt and a
+// kworker wake-up, dear when emulated). kTxSignalBatch bounds what the guest cannot reclaim.
+void VsockDevice::signal_used(bool rx_used, size_t tx_used) {
+  const auto now = std::chrono::steady_clock::now();
+  tx_unsignalled_ += tx_used;
+  bool notify = rx_used && rx_->should_notify(*memory_);
+  const bool tx_due = tx_unsignalled_ > 0 && (rx_used || tx_unsignalled_ >= kTxSignalBatch ||
+                                              (tx_signal_due_ && now >= *tx_signal_due_));
+  if (tx_due) {
+    notify |= tx_->should_notify(*memory_);
+    tx_unsignalled_ = 0;
+    tx_signal_due_.reset();
+  } else if (tx_unsignalled_ > 0 && !tx_signal_due_) {
+    tx_signal_due_ = now + kTxSignalDelay;
+  }
+  if (notify) interrupt_->signal_used_queue();
+}
+
+Status VsockDevice::process_tx(size_t& used) {
   std::vector<uint8_t> buf;
   while (control_.size() < kMaxControlPackets) {
     AIRLOCK_ASSIGN_OR_RETURN(auto chain, tx_->pop(*memory_));
@@ -531,7 +561,7 @@ Status VsockDevice::process_tx(bool& used_any) {
     buf.resize(total);
     AIRLOCK_RETURN_IF_ERROR(reader.read_exact(buf.data(), total));
     AIRLOCK_RETURN_IF_ERROR(tx_->add_used(*memory_, chain->head, 0));
-    used_any = true;
+    ++used;
     if (total < kHeaderBytes) {
       ++packets_dropped_;
       continue;

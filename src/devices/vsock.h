@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -94,6 +95,10 @@ class VsockDevice final : public virtio::Device, public std::enable_shared_from_
   static constexpr size_t kAcceptBacklog = 16;
   // Replies waiting for rx buffers; beyond it we stop reading the tx queue (backpressure).
   static constexpr size_t kMaxControlPackets = 256;
+  // Used tx buffers are signalled with the next rx interrupt, or after this long, or once this
+  // many wait (signal_used()).
+  static constexpr std::chrono::milliseconds kTxSignalDelay{5};
+  static constexpr size_t kTxSignalBatch = 16;
 
   static std::shared_ptr<VsockDevice> create(uint64_t guest_cid = kDefaultGuestCid);
   ~VsockDevice() override;
@@ -131,7 +136,7 @@ class VsockDevice final : public virtio::Device, public std::enable_shared_from_
 
   // Everything below runs with mutex_ held.
   void worker_loop();
-  Status process_tx(bool& used_any);
+  Status process_tx(size_t& used);
   Status process_rx(bool& used_any);
   void handle_packet(const Header& h, std::string_view payload);
   void queue_control(uint16_t op, uint32_t local_port, uint32_t peer_port, uint32_t flags,
@@ -139,6 +144,7 @@ class VsockDevice final : public virtio::Device, public std::enable_shared_from_
   void queue_rst(uint32_t local_port, uint32_t peer_port);
   void drop_connection(const std::shared_ptr<VsockConnection>& conn, std::string why);
   bool has_rx_work() const;
+  void signal_used(bool rx_used, size_t tx_used);
   void wake_worker();
   uint32_t allocate_local_port();
 
@@ -167,7 +173,9 @@ class VsockDevice final : public virtio::Device, public std::enable_shared_from_
   std::map<uint32_t, std::shared_ptr<VsockListenState>> listeners_;
   std::deque<std::vector<uint8_t>> control_;  // encoded headers waiting for rx buffers
   uint32_t next_local_port_ = 1u << 30;
-  size_t rr_cursor_ = 0;  // round-robin among connections with data for the guest
+  size_t rr_cursor_ = 0;       // round-robin among connections with data for the guest
+  size_t tx_unsignalled_ = 0;  // used tx buffers the guest has not been interrupted for
+  std::optional<std::chrono::steady_clock::time_point> tx_signal_due_;
   uint64_t packets_dropped_ = 0;
   uint64_t resets_sent_ = 0;
 };

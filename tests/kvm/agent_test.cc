@@ -350,7 +350,7 @@ TEST_CASE("a command stuck before its program runs does not hold up the agent") 
   CHECK(r->signal == SIGKILL);
 }
 
-TEST_CASE("commands get every vCPU and the normal policy; the agent keeps to one vCPU") {
+TEST_CASE("commands get every vCPU and the normal policy, the agent keeps to one vCPU") {
   auto sb = boot({.vcpus = 2});
   // The agent (the command's parent) runs on one vCPU as SCHED_BATCH (policy 3)...
   auto agent =

@@ -443,4 +443,46 @@ TEST_CASE("shutdown fails pending reads, accepts and later calls at once") {
   CHECK(g.dev->listen(7).status().code() == Errc::closed);
 }
 
+TEST_CASE("used tx buffers alone wait for the next rx interrupt, a short delay or a batch") {
+  Guest g;
+  auto l = g.dev->listen(1234).value();
+  auto s = g.connect_to_host(*l, 5000);
+  std::this_thread::sleep_for(VsockDevice::kTxSignalDelay + 20ms);  // anything pending is out
+
+  // Data from the guest and nothing back: no interrupt for it yet...
+  int before = g.interrupts;
+  auto t0 = std::chrono::steady_clock::now();
+  g.send(make_hdr(VIRTIO_VSOCK_OP_RW, 5000, 1234, 3), "abc");
+  int right_after = g.interrupts;
+  if (std::chrono::steady_clock::now() - t0 < VsockDevice::kTxSignalDelay)
+    CHECK(right_after == before);
+  CHECK(read_exactly(*s, 3) == "abc");
+  // ...the host's answer brings one interrupt for both queues.
+  REQUIRE(s->write("x", 1000ms).ok());
+  g.expect(VIRTIO_VSOCK_OP_RW);
+  std::this_thread::sleep_for(VsockDevice::kTxSignalDelay + 20ms);
+  CHECK(g.interrupts == before + 1);
+
+  // Without an answer, the interrupt comes after kTxSignalDelay.
+  before = g.interrupts;
+  g.send(make_hdr(VIRTIO_VSOCK_OP_RW, 5000, 1234, 3), "def");
+  auto deadline = std::chrono::steady_clock::now() + 2s;
+  while (g.interrupts == before && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  CHECK(g.interrupts == before + 1);
+
+  // kTxSignalBatch used buffers are signalled at once, whatever the delay.
+  before = g.interrupts;
+  t0 = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < VsockDevice::kTxSignalBatch; ++i)
+    g.send(make_hdr(VIRTIO_VSOCK_OP_RW, 5000, 1234, 1), "z", false);
+  deadline = std::chrono::steady_clock::now() + 2s;
+  while (g.interrupts == before && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(100us);
+  if (std::chrono::steady_clock::now() - t0 < VsockDevice::kTxSignalDelay)
+    CHECK(g.interrupts > before);
+  CHECK(read_exactly(*s, 3) == "def");
+  CHECK(read_exactly(*s, VsockDevice::kTxSignalBatch).size() == VsockDevice::kTxSignalBatch);
+}
+
 }  // namespace airlock::devices
