@@ -8,7 +8,7 @@ marker (the test initramfs prints AIRLOCK_UPTIME=<s> right after it), and boot_s
 Read that difference as an upper bound of the time before the guest kernel's clock started
 (VMM start-up, image loading, the kernel's first instructions): in the nested runner the
 guest's uptime lags its own printk clock by 0.3 s and more, because timekeeping runs on the
-jiffies clocksource until clocksource_done_booting and late timer ticks are lost. Last
+jiffies clocksource until clocksource_done_booting, where late timer ticks are probably lost. Last
 column: the guest RAM resident at the marker.
 
 Needs a usable /dev/kvm (run it through bench/boot/run.sh, which uses scripts/kvm-run).
