@@ -1,8 +1,6 @@
 #include "guest/placement.h"
 
 #include <dirent.h>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -56,12 +54,10 @@ int irq_named(const std::string& name) {
   return -1;
 }
 
-bool write_file(const std::string& path, const std::string& text) {
-  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  bool ok = write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  close(fd);
-  return ok;
+// The first CPU of a list such as "1" or "0-1" or "0,2"; -1 if none.
+int first_cpu(const std::string& list) {
+  if (list.empty() || list[0] < '0' || list[0] > '9') return -1;
+  return std::atoi(list.c_str());
 }
 
 }  // namespace
@@ -71,21 +67,21 @@ CpuPlacement place_agent() {
   struct sched_param none {};
   p.batch = sched_setscheduler(0, SCHED_BATCH, &none) == 0;
   if (sched_getaffinity(0, sizeof p.all, &p.all) != 0 || CPU_COUNT(&p.all) < 2) return p;
-  for (int c = 0; c < CPU_SETSIZE; ++c)
-    if (CPU_ISSET(c, &p.all)) {
-      p.cpu = c;
-      break;
-    }
+  // The agent goes where the kernel delivers the vsock interrupt; the interrupt itself is left
+  // alone (reprogramming the IO-APIC under an emulated, nested machine is one risk more).
+  std::string name = vsock_device_name();
+  p.vsock_irq = name.empty() ? -1 : irq_named(name);
+  if (p.vsock_irq >= 0)
+    p.cpu = first_cpu(
+        read_line("/proc/irq/" + std::to_string(p.vsock_irq) + "/effective_affinity_list"));
+  if (p.cpu < 0 || p.cpu >= CPU_SETSIZE || !CPU_ISSET(p.cpu, &p.all)) {
+    for (int c = 0; c < CPU_SETSIZE && p.cpu < 0; ++c)
+      if (CPU_ISSET(c, &p.all)) p.cpu = c;
+  }
   cpu_set_t one;
   CPU_ZERO(&one);
   CPU_SET(p.cpu, &one);
-  if (sched_setaffinity(0, sizeof one, &one) != 0) return p;
-  p.pinned = true;
-  std::string name = vsock_device_name();
-  int irq = name.empty() ? -1 : irq_named(name);
-  if (irq >= 0 &&
-      write_file("/proc/irq/" + std::to_string(irq) + "/smp_affinity_list", std::to_string(p.cpu)))
-    p.vsock_irq = irq;
+  p.pinned = sched_setaffinity(0, sizeof one, &one) == 0;
   return p;
 }
 

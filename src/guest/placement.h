@@ -2,7 +2,8 @@
 // vCPUs costs an IPI and the other vCPU's exit from halt, each far dearer than on hardware, and
 // one short command is a chain of them: the vsock interrupt, the kworker that receives the
 // packet, the agent, the command's process, its exit, the agent again, the kworker that sends.
-// So the agent and the vsock device's interrupt stay on one vCPU, and the chain never hops.
+// So the agent runs on the vCPU the vsock interrupt is delivered to (the kernel's choice, left
+// as it is), and the chain never hops.
 // Commands are not confined: each gets the agent's original CPU set back before execve (the
 // scheduler then places it, and what it sets itself later is its own business).
 //
