@@ -8,17 +8,20 @@
 // nested runners) moves all three alike and the ratio stays meaningful.
 //   stdout_mbps                64 MiB of stdout (cat of a tmpfs file) into sh()'s result
 //   guest spawn floor          p50/p99 of spawning and waiting for /bin/true inside the guest,
-//                              no host involved (airlock-guest-agent spawn-floor): the part of
-//                              exec p50 that is the guest's own process creation
-//   guest kernel work          context switches and interrupts per exec and per ping, from
-//                              /proc/stat and /proc/interrupts read (as files, no process)
-//                              before and after --runs of each
-// --guest-cmd CMD (repeatable): only run sh(CMD) after create and print its output
-// (experiments; no RESULT line). --setup-cmd CMD (repeatable): run sh(CMD) after create, print
-// its output, then measure as usual (experiments on the guest's settings). --compare-initramfs
-// PATH: a second sandbox booted from PATH; --vcpus N: the sandboxes' vCPUs (default: the
-// SandboxOptions default); exec and ping on both are timed interleaved (an A/B
-// of two guest agents under the same load) and B's figures printed beside A's.
+//                              no host involved (airlock-guest-agent spawn-floor), sampled in
+//                              chunks between the round trips: the part of exec p50 that is the
+//                              guest's own process creation. "free": posix_spawn from a process
+//                              on any vCPU; "agent-like": started as the agent starts commands
+//                              (src/guest/launch.h, placement.h); "+pipes": with stdout and
+//                              stderr on pipes read to end of file, as the agent collects them
+//   guest kernel work          context switches, interrupts and softirqs (per CPU) per exec and
+//                              per ping, from /proc/stat, /proc/interrupts and /proc/softirqs
+//                              read as files (no process) before and after --runs of each
+// Options for experiments: --guest-cmd CMD (repeatable): only run sh(CMD) after create and print
+// its output (no RESULT line). --setup-cmd CMD (repeatable): run sh(CMD) after create, print its
+// output, then measure as usual. --compare-initramfs PATH: a second sandbox booted from PATH;
+// exec and ping on both are timed interleaved (an A/B of two guest agents under the same load)
+// and B's figures printed after A's. --vcpus N: the sandboxes' vCPUs (default: SandboxOptions').
 // Ends with: RESULT exec_p50_over_echo=<x> stdout_mbps=<y> create_to_first_result_ms=<z>
 #include <algorithm>
 #include <chrono>
