@@ -249,9 +249,11 @@ TEST_CASE("with allow_net real clients reach allowed hosts only and secrets stay
   CHECK(codes(trap_proxy).find("403") != std::string::npos);
   auto trap_name = sh(*sb, kCurl + "'http://localhost:" + trap + "/'");
   CHECK(codes(trap_name).find("403") != std::string::npos);
-  // UDP anywhere but the DNS responder: nothing answers and nothing arrives.
-  for (const std::string& dst : std::vector<std::string>{
-           "10.213.0.1 " + utrap, "10.213.0.1 123", "127.0.0.1 " + utrap, "192.0.2.1 " + utrap}) {
+  // UDP anywhere but the DNS responder, QUIC's port 443 included: nothing answers and nothing
+  // arrives.
+  for (const std::string& dst :
+       std::vector<std::string>{"10.213.0.1 " + utrap, "10.213.0.1 123", "10.213.0.1 443",
+                                "127.0.0.1 " + utrap, "192.0.2.1 " + utrap, "192.0.2.1 443"}) {
     auto u = sh(*sb, "echo ping | nc -u -w 2 " + dst + " 2>&1; echo RC=$?");
     CHECK(u.stdout.find("ping") == std::string::npos);
   }
