@@ -386,6 +386,26 @@ class RawClient {
   int fd_ = -1;
 };
 
+// tests/proxy/rawclient.py through f's proxy with TLS: `request` sent verbatim once the
+// handshake (with `sni`, none if empty) is done, after a CONNECT to `connect` if not empty;
+// `extra` are more of its options. What came back (or TLS-ERROR / CONNECT-STATUS lines).
+inline std::string raw_tls(ProxyFixture& f, const std::string& connect, const std::string& sni,
+                           const std::string& request, const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> argv = {"/usr/bin/python3",
+                                   std::string(AIRLOCK_SOURCE_DIR) + "/tests/proxy/rawclient.py",
+                                   "--proxy",
+                                   f.proxy_addr,
+                                   "--tls",
+                                   "--cafile",
+                                   f.proxy_ca};
+  if (!connect.empty()) argv.insert(argv.end(), {"--connect", connect});
+  if (!sni.empty()) argv.insert(argv.end(), {"--sni", sni});
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto r = run(argv, std::chrono::seconds(20), {}, request);
+  INFO(r.err);
+  return r.out;
+}
+
 inline int response_status(const std::string& response) {
   if (response.rfind("HTTP/1.", 0) != 0 || response.size() < 12) return -1;
   return std::atoi(response.c_str() + 9);

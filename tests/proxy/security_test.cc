@@ -9,18 +9,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string raw_tls(ProxyFixture& f, const std::string& connect, const std::string& sni,
-                    const std::string& request) {
-  std::string script = std::string(AIRLOCK_SOURCE_DIR) + "/tests/proxy/rawclient.py";
-  std::vector<std::string> argv = {"/usr/bin/python3", script,    "--proxy", f.proxy_addr, "--tls",
-                                   "--cafile",         f.proxy_ca};
-  if (!connect.empty()) argv.insert(argv.end(), {"--connect", connect});
-  if (!sni.empty()) argv.insert(argv.end(), {"--sni", sni});
-  auto r = run(argv, 20s, {}, request);
-  INFO(r.err);
-  return r.out;
-}
-
 std::string plain_exchange(ProxyFixture& f, const std::string& request) {
   RawClient c(f.proxy_addr);
   c.send_all(request);
