@@ -42,13 +42,9 @@ Connection::Connection(Worker* worker, uint64_t id, UniqueFd client_fd, const Li
   upstream_.conn = this;
   upstream_.upstream = true;
   ctx_.counters.connections.fetch_add(1, std::memory_order_relaxed);
-  ctx_.counters.active_connections.fetch_add(1, std::memory_order_relaxed);
 }
 
-Connection::~Connection() {
-  tear_down();
-  ctx_.counters.active_connections.fetch_sub(1, std::memory_order_relaxed);
-}
+Connection::~Connection() { tear_down(); }
 
 HttpLimits Connection::http_limits() const {
   HttpLimits l;

@@ -5,7 +5,8 @@
 // Without that, connections opened together (or one after another while a worker idles) all
 // land on one worker, whose requests then queue behind each other while the other workers
 // sleep. Threads: ProxyContext is read-only after start except its atomics; a Worker's
-// connections are touched only by that worker's thread; load() and post_connection() by any.
+// connections are touched only by that worker's thread; load() by any (the open-connection count
+// that max_connections and the hand-over use).
 #pragma once
 
 #include <atomic>
@@ -32,7 +33,6 @@ namespace airlock::proxy {
 
 struct ProxyCounters {
   std::atomic<uint64_t> connections{0};
-  std::atomic<uint64_t> active_connections{0};
   std::atomic<uint64_t> requests{0};
   std::atomic<uint64_t> denied{0};
   std::atomic<uint64_t> bytes_up{0};
