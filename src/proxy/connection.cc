@@ -44,7 +44,9 @@ Connection::Connection(Worker* worker, uint64_t id, UniqueFd client_fd, const Li
   ctx_.counters.connections.fetch_add(1, std::memory_order_relaxed);
 }
 
-Connection::~Connection() { tear_down(); }
+Connection::~Connection() {
+  tear_down();
+}
 
 HttpLimits Connection::http_limits() const {
   HttpLimits l;
