@@ -75,6 +75,7 @@ CpuPlacement place_agent() {
     p.cpu = first_cpu(
         read_line("/proc/irq/" + std::to_string(p.vsock_irq) + "/effective_affinity_list"));
   if (p.cpu < 0 || p.cpu >= CPU_SETSIZE || !CPU_ISSET(p.cpu, &p.all)) {
+    p.cpu = -1;  // unknown or not ours: the first CPU we may use
     for (int c = 0; c < CPU_SETSIZE && p.cpu < 0; ++c)
       if (CPU_ISSET(c, &p.all)) p.cpu = c;
   }
